@@ -1,0 +1,142 @@
+"""Tables: API keys, datasets, jobs, fitted models, sample sets, per-step metrics, sweeps.
+
+Arrays are stored as ``.npy``/``.npz`` bytes in deferred columns, so listing rows never loads them.
+"""
+
+import uuid
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import (
+    Boolean,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    LargeBinary,
+    String,
+    Text,
+    UniqueConstraint,
+)
+from sqlalchemy.orm import Mapped, deferred, mapped_column
+
+from db.base import Base, CreatedAtMixin, JSONType, new_id
+from db.enums import JobKind, JobStatus
+
+
+class ApiKey(CreatedAtMixin, Base):
+    """A bearer key; only its SHA-256 is stored. ``owner`` scopes every resource."""
+
+    __tablename__ = "api_keys"
+
+    id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=new_id)
+    name: Mapped[str] = mapped_column(String(200))
+    owner: Mapped[str] = mapped_column(String(200), index=True)
+    key_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    prefix: Mapped[str] = mapped_column(String(16))
+    is_admin: Mapped[bool] = mapped_column(Boolean, default=False)
+    revoked_at: Mapped[datetime | None] = mapped_column(default=None)
+
+
+class Dataset(CreatedAtMixin, Base):
+    """An (N, n) float array, uploaded or generated; synthetic ones keep their ground truth."""
+
+    __tablename__ = "datasets"
+
+    id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=new_id)
+    owner: Mapped[str] = mapped_column(String(200), index=True)
+    name: Mapped[str] = mapped_column(String(200))
+    source: Mapped[str] = mapped_column(String(20))  # "synthetic" | "upload"
+    n_samples: Mapped[int] = mapped_column(Integer)
+    ambient_dim: Mapped[int] = mapped_column(Integer)
+    spec: Mapped[dict[str, Any] | None] = mapped_column(JSONType, default=None)
+    has_ground_truth: Mapped[bool] = mapped_column(Boolean, default=False)
+    idempotency_key: Mapped[str | None] = mapped_column(String(200), default=None)
+    request_hash: Mapped[str | None] = mapped_column(String(64), default=None)
+    # (N, n) float64 .npy; labels (N,) int64 .npy; true bases .npz with U_0..U_{K-1}.
+    data_npy: Mapped[bytes | None] = deferred(mapped_column(LargeBinary, default=None))
+    labels_npy: Mapped[bytes | None] = deferred(mapped_column(LargeBinary, default=None))
+    bases_npz: Mapped[bytes | None] = deferred(mapped_column(LargeBinary, default=None))
+
+    __table_args__ = (UniqueConstraint("owner", "idempotency_key", name="uq_datasets_owner_idem"),)
+
+
+class Job(CreatedAtMixin, Base):
+    """The record of one unit of work; Celery only carries its id."""
+
+    __tablename__ = "jobs"
+
+    id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=new_id)
+    owner: Mapped[str] = mapped_column(String(200))
+    kind: Mapped[JobKind] = mapped_column(String(20))
+    status: Mapped[JobStatus] = mapped_column(String(20), default=JobStatus.queued)
+    queue: Mapped[str] = mapped_column(String(50), default="gpu")
+    params: Mapped[dict[str, Any]] = mapped_column(JSONType)
+    progress: Mapped[float] = mapped_column(Float, default=0.0)
+    progress_detail: Mapped[dict[str, Any] | None] = mapped_column(JSONType, default=None)
+    result: Mapped[dict[str, Any] | None] = mapped_column(JSONType, default=None)
+    error: Mapped[str | None] = mapped_column(Text, default=None)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    max_attempts: Mapped[int] = mapped_column(Integer, default=3)
+    cancel_requested: Mapped[bool] = mapped_column(Boolean, default=False)
+    worker: Mapped[str | None] = mapped_column(String(200), default=None)
+    idempotency_key: Mapped[str | None] = mapped_column(String(200), default=None)
+    request_hash: Mapped[str | None] = mapped_column(String(64), default=None)
+    queued_at: Mapped[datetime | None] = mapped_column(default=None)  # last (re)publish
+    started_at: Mapped[datetime | None] = mapped_column(default=None)
+    finished_at: Mapped[datetime | None] = mapped_column(default=None)
+    heartbeat_at: Mapped[datetime | None] = mapped_column(default=None)
+
+    __table_args__ = (
+        Index("ix_jobs_owner_created", "owner", "created_at", "id"),
+        Index("ix_jobs_status_heartbeat", "status", "heartbeat_at"),
+        UniqueConstraint("owner", "idempotency_key", name="uq_jobs_owner_idem"),
+    )
+
+
+class FittedModel(CreatedAtMixin, Base):
+    """Bases and weights of a fitted MoLRG denoiser; exactly one per fit job."""
+
+    __tablename__ = "models"
+
+    id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=new_id)
+    owner: Mapped[str] = mapped_column(String(200), index=True)
+    job_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("jobs.id", ondelete="CASCADE"), unique=True)
+    dataset_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("datasets.id", ondelete="CASCADE"), index=True)
+    method: Mapped[str] = mapped_column(String(40))
+    n_components: Mapped[int] = mapped_column(Integer)
+    ambient_dim: Mapped[int] = mapped_column(Integer)
+    dims: Mapped[list[int]] = mapped_column(JSONType)
+    weights: Mapped[list[float]] = mapped_column(JSONType)
+    config: Mapped[dict[str, Any]] = mapped_column(JSONType)
+    seed: Mapped[int] = mapped_column(Integer)
+    metrics: Mapped[dict[str, Any]] = mapped_column(JSONType)
+    bases_npz: Mapped[bytes] = deferred(mapped_column(LargeBinary))
+
+
+class SampleSet(CreatedAtMixin, Base):
+    """Samples drawn from a fitted model, with their diagnostics; exactly one per sample job."""
+
+    __tablename__ = "sample_sets"
+
+    id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=new_id)
+    owner: Mapped[str] = mapped_column(String(200), index=True)
+    job_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("jobs.id", ondelete="CASCADE"), unique=True)
+    model_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("models.id", ondelete="CASCADE"), index=True)
+    n_samples: Mapped[int] = mapped_column(Integer)
+    sampler: Mapped[str] = mapped_column(String(20))
+    steps: Mapped[int] = mapped_column(Integer)
+    seed: Mapped[int] = mapped_column(Integer)
+    diagnostics: Mapped[dict[str, Any]] = mapped_column(JSONType)
+    samples_npy: Mapped[bytes] = deferred(mapped_column(LargeBinary))
+
+
+class MetricPoint(Base):
+    """One value of a per-step history, keyed by (job, name, step): rewriting it is idempotent."""
+
+    __tablename__ = "metrics"
+
+    job_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("jobs.id", ondelete="CASCADE"), primary_key=True)
+    name: Mapped[str] = mapped_column(String(100), primary_key=True)
+    step: Mapped[int] = mapped_column(Integer, primary_key=True)
+    value: Mapped[float] = mapped_column(Float)
