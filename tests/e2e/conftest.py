@@ -1,0 +1,123 @@
+"""Start the real service (``molrg up``: API + Celery worker process) and drive it over HTTP."""
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+PG_ADMIN_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
+REDIS_URL = "redis://127.0.0.1:6379"
+
+
+def _port_open(host: str, port: int) -> bool:
+    try:
+        with socket.create_connection((host, port), timeout=1):
+            return True
+    except OSError:
+        return False
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@dataclass
+class Stack:
+    """A running service: base URL, an authenticated client, and its process."""
+
+    url: str
+    client: httpx.Client
+    proc: subprocess.Popen[bytes]
+    data_dir: Path
+    backend: str
+
+    def wait_job(self, job_id: str, timeout: float = 120.0, until: tuple[str, ...] = ("succeeded", "failed", "cancelled")) -> dict:
+        deadline = time.monotonic() + timeout
+        while True:
+            job = self.client.get(f"/api/v1/jobs/{job_id}").raise_for_status().json()
+            if job["status"] in until:
+                return job
+            if time.monotonic() > deadline:
+                log = (self.data_dir / "molrg-up.log").read_text(errors="replace")[-4000:]
+                raise AssertionError(f"job {job_id} still {job['status']} after {timeout}s\n{log}")
+            time.sleep(0.2)
+
+
+def _start(tmp: Path, backend: str, env_extra: dict[str, str]) -> Iterator[Stack]:
+    port = _free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MOLRG_")}
+    env.update(env_extra)
+    env.update({"MOLRG_STALE_AFTER_S": "20", "MOLRG_REAP_INTERVAL_S": "2", "MOLRG_HEARTBEAT_INTERVAL_S": "1"})
+    log = open(tmp / "molrg-up.log", "wb")  # noqa: SIM115
+    exe = str(Path(sys.executable).parent / "molrg")
+    proc = subprocess.Popen([exe, "up", "--host", "127.0.0.1", "--port", str(port), "--data-dir", str(tmp)],
+                            cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 90
+    key_file = tmp / "api-key"
+    while True:
+        if proc.poll() is not None:
+            raise AssertionError("molrg up exited:\n" + (tmp / "molrg-up.log").read_text(errors="replace")[-4000:])
+        try:
+            if httpx.get(url + "/health/ready", timeout=2).status_code == 200 and key_file.exists():
+                break
+        except httpx.HTTPError:
+            pass
+        if time.monotonic() > deadline:
+            proc.kill()
+            raise AssertionError("service not ready:\n" + (tmp / "molrg-up.log").read_text(errors="replace")[-4000:])
+        time.sleep(0.3)
+    key = key_file.read_text().strip()
+    client = httpx.Client(base_url=url, headers={"Authorization": f"Bearer {key}"}, timeout=30)
+    try:
+        yield Stack(url, client, proc, tmp, backend)
+    finally:
+        client.close()
+        os.killpg(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+        log.close()
+
+
+def _postgres_env(tmp: Path) -> dict[str, str]:
+    import sqlalchemy as sa
+
+    name = f"molrg_e2e_{uuid.uuid4().hex[:8]}"
+    admin = sa.create_engine(PG_ADMIN_URL, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
+    admin.dispose()
+    db_index = 9
+    return {"MOLRG_DATABASE_URL": f"postgresql+psycopg://postgres@127.0.0.1:5432/{name}",
+            "MOLRG_BROKER_URL": f"{REDIS_URL}/{db_index}", "_DBNAME": name}
+
+
+@pytest.fixture(scope="session", params=["embedded", "postgres+redis"])
+def stack(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+    backend = request.param
+    tmp = tmp_path_factory.mktemp(backend.replace("+", "_"))
+    env: dict[str, str] = {}
+    if backend == "postgres+redis":
+        if not (_port_open("127.0.0.1", 5432) and _port_open("127.0.0.1", 6379)):
+            pytest.skip("PostgreSQL at 127.0.0.1:5432 or Redis at 127.0.0.1:6379 not reachable")
+        env = _postgres_env(tmp)
+        import redis
+
+        redis.Redis.from_url(env["MOLRG_BROKER_URL"]).flushdb()
+        env.pop("_DBNAME")
+    yield from _start(tmp, backend, env)
