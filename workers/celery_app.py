@@ -1,0 +1,79 @@
+"""The Celery app: ``celery -A workers.celery_app worker -Q gpu,cpu -B ...`` loads ``app`` from here."""
+
+import logging
+from typing import Any
+
+from celery import Celery
+from celery.signals import beat_init, celeryd_init
+
+from db.enums import JobKind, task_name
+from workers.settings import HARD_LIMIT_GRACE_S, WorkerSettings
+
+logger = logging.getLogger(__name__)
+
+REAP_TASK = "molrg.reap"
+
+
+def make_celery(settings: WorkerSettings | None = None) -> Celery:
+    """Build a configured Celery app; creating it connects to nothing."""
+    settings = settings or WorkerSettings()
+    app = Celery("molrg", broker=settings.broker_url, include=["workers.tasks"])
+    job_tasks = [task_name(kind) for kind in JobKind]
+    app.conf.update(
+        broker_transport_options=settings.broker_transport_options(),
+        broker_connection_retry_on_startup=True,
+        # Celery only delivers job ids; the database is the record (result backend off).
+        result_backend=None,
+        task_ignore_result=True,
+        task_serializer="json",
+        accept_content=["json"],
+        # Long GPU jobs: ack after the job, one message in flight per process, and a message whose
+        # worker died goes back to the queue (safe: the claim + attempts counter deduplicate it).
+        task_acks_late=True,
+        worker_prefetch_multiplier=1,
+        task_reject_on_worker_lost=True,
+        task_default_queue="gpu",
+        task_routes={**{name: {"queue": "gpu"} for name in job_tasks}, REAP_TASK: {"queue": "cpu"}},
+        task_annotations={
+            task_name(kind): {
+                "soft_time_limit": settings.time_limit_s(kind),
+                "time_limit": settings.time_limit_s(kind) + HARD_LIMIT_GRACE_S,
+            }
+            for kind in JobKind
+        },
+        beat_schedule={
+            "reap-stale-jobs": {
+                "task": REAP_TASK,
+                "schedule": settings.reap_interval_s,
+                # A reap message that waited behind a long job is useless: let it expire.
+                "options": {"queue": "cpu", "expires": max(2 * settings.reap_interval_s, 10.0)},
+            }
+        },
+        beat_schedule_filename=str(settings.data_dir / "celerybeat-schedule"),
+        worker_hijack_root_logger=True,
+        worker_send_task_events=False,
+        timezone="UTC",
+        enable_utc=True,
+    )
+    app.molrg_settings = settings  # type: ignore[attr-defined]
+    return app
+
+
+def app_settings(app: Any) -> WorkerSettings:
+    """The settings an app was built with (fresh ones from the environment otherwise)."""
+    settings = getattr(app, "molrg_settings", None)
+    return settings if isinstance(settings, WorkerSettings) else WorkerSettings()
+
+
+@celeryd_init.connect
+def _prepare_worker(**_: Any) -> None:
+    # The filesystem transport needs its folders before the first poll.
+    app_settings(app).ensure_dirs()
+
+
+@beat_init.connect
+def _prepare_beat(**_: Any) -> None:
+    app_settings(app).ensure_dirs()
+
+
+app = make_celery()

@@ -1,0 +1,128 @@
+"""The only converter between arrays and ``.npy``/``.npz`` bytes, and between job params and molrg calls."""
+
+import io
+import math
+from collections.abc import Sequence
+from typing import Any, Literal
+
+import numpy as np
+import torch
+from pydantic import BaseModel, ConfigDict, Field
+
+ArrayLike = np.ndarray | torch.Tensor
+
+
+def to_numpy(x: ArrayLike) -> np.ndarray:
+    """A CPU numpy array from a tensor or array (no copy when already numpy)."""
+    if isinstance(x, torch.Tensor):
+        return x.detach().cpu().numpy()
+    return np.asarray(x)
+
+
+def array_to_npy(x: ArrayLike, dtype: Any = None) -> bytes:
+    """Serialise one array as ``.npy`` bytes."""
+    arr = to_numpy(x)
+    if dtype is not None:
+        arr = arr.astype(dtype, copy=False)
+    buf = io.BytesIO()
+    np.save(buf, np.ascontiguousarray(arr), allow_pickle=False)
+    return buf.getvalue()
+
+
+def npy_to_array(data: bytes) -> np.ndarray:
+    """Parse ``.npy`` bytes (object arrays are refused)."""
+    return np.load(io.BytesIO(data), allow_pickle=False)
+
+
+def bases_to_npz(bases: Sequence[ArrayLike]) -> bytes:
+    """Serialise K bases as ``.npz`` with arrays ``U_0..U_{K-1}`` (float64)."""
+    buf = io.BytesIO()
+    np.savez(buf, **{f"U_{k}": to_numpy(U).astype(np.float64) for k, U in enumerate(bases)})
+    return buf.getvalue()
+
+
+def npz_to_bases(data: bytes) -> list[np.ndarray]:
+    """Parse ``.npz`` bytes with ``U_0..U_{K-1}`` into a list ordered by k."""
+    with np.load(io.BytesIO(data), allow_pickle=False) as npz:
+        keys = sorted((k for k in npz.files if k.startswith("U_")), key=lambda k: int(k[2:]))
+        return [np.asarray(npz[k]) for k in keys]
+
+
+def to_tensor(x: np.ndarray, device: torch.device | str | None = None,
+              dtype: torch.dtype = torch.float64) -> torch.Tensor:
+    """A tensor on ``device`` from a numpy array."""
+    return torch.as_tensor(np.ascontiguousarray(x), dtype=dtype, device=device)
+
+
+def jsonable(value: Any) -> Any:
+    """Plain JSON values from numpy/torch scalars and arrays, nested dicts and lists; NaN/inf -> None."""
+    if isinstance(value, torch.Tensor):
+        value = value.detach().cpu().numpy()
+    if isinstance(value, np.ndarray):
+        return jsonable(value.tolist())
+    if isinstance(value, np.generic):
+        return jsonable(value.item())
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {str(k): jsonable(v) for k, v in value.items()}
+    if isinstance(value, list | tuple | set):
+        return [jsonable(v) for v in value]
+    if value is None or isinstance(value, bool | int | str):
+        return value
+    return str(value)
+
+
+def as_float(value: Any) -> float | None:
+    """A finite float from a scalar, 0-d tensor or array, else None."""
+    if value is None:
+        return None
+    try:
+        out = float(to_numpy(value).reshape(-1)[0]) if isinstance(value, np.ndarray | torch.Tensor) else float(value)
+    except (TypeError, ValueError, IndexError):
+        return None
+    return out if math.isfinite(out) else None
+
+
+class FitParams(BaseModel):
+    """``Job.params`` of a fit job, as the service stores it."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    dataset_id: str
+    n_components: int = Field(ge=1)
+    dims: list[int] = Field(min_length=1)
+    method: Literal["diffusion", "pca", "subspace_clustering"] = "diffusion"
+    options: dict[str, Any] = Field(default_factory=dict)
+    seed: int = 0
+
+    def estimator_kwargs(self, device: torch.device) -> dict[str, Any]:
+        """Keyword arguments of ``molrg.MoLRGDiffusion``."""
+        return {"n_components": self.n_components, "dims": list(self.dims), "method": self.method,
+                "seed": self.seed, "device": device, **self.options}
+
+
+class SampleParams(BaseModel):
+    """``Job.params`` of a sample job."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    model_id: str
+    n_samples: int = Field(ge=1)
+    sampler: Literal["heun", "ddim", "sde"] = "heun"
+    steps: int = Field(18, ge=1)
+    seed: int = 0
+
+    def sample_kwargs(self) -> dict[str, Any]:
+        """Keyword arguments of ``MoLRGDiffusion.sample``."""
+        return {"n_samples": self.n_samples, "seed": self.seed, "sampler": self.sampler, "steps": self.steps}
+
+
+def fit_params(params: dict[str, Any]) -> FitParams:
+    """Validate fit params (raises pydantic's ValidationError naming the field)."""
+    return FitParams.model_validate(params)
+
+
+def sample_params(params: dict[str, Any]) -> SampleParams:
+    """Validate sample params."""
+    return SampleParams.model_validate(params)

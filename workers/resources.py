@@ -1,0 +1,70 @@
+"""Per-process lazy resources: settings, engine/sessionmaker (created after fork) and the torch device."""
+
+import logging
+import os
+import threading
+
+import torch
+from sqlalchemy import Engine
+from sqlalchemy.orm import Session, sessionmaker
+
+from db.session import make_engine, make_sessionmaker
+from workers.settings import WorkerSettings
+
+logger = logging.getLogger(__name__)
+
+_lock = threading.Lock()
+_settings: WorkerSettings | None = None
+_engine: Engine | None = None
+_maker: sessionmaker[Session] | None = None
+_pid: int | None = None
+_device: torch.device | None = None
+
+
+def set_settings(settings: WorkerSettings) -> None:
+    """Use these settings in this process (the Celery app registers its own)."""
+    global _settings
+    _settings = settings
+
+
+def get_settings() -> WorkerSettings:
+    """The process's settings (from the environment unless set)."""
+    global _settings
+    if _settings is None:
+        _settings = WorkerSettings()
+    return _settings
+
+
+def get_sessionmaker() -> sessionmaker[Session]:
+    """The sessionmaker of this process; a forked child never reuses its parent's connections."""
+    global _engine, _maker, _pid
+    with _lock:
+        if _maker is None or _pid != os.getpid():
+            if _engine is not None and _pid != os.getpid():
+                _engine.dispose(close=False)  # leave the parent's sockets to the parent
+            _engine = make_engine(get_settings().database_url)
+            _maker = make_sessionmaker(_engine)
+            _pid = os.getpid()
+        return _maker
+
+
+def get_device() -> torch.device:
+    """CUDA when configured/available, else CPU; decided lazily so the parent never initialises CUDA."""
+    global _device
+    if _device is None:
+        choice = get_settings().device
+        if choice == "cuda" or (choice == "auto" and torch.cuda.is_available()):
+            _device = torch.device("cuda")
+        else:
+            _device = torch.device("cpu")
+        logger.info("worker pid %d uses device %s", os.getpid(), _device)
+    return _device
+
+
+def reset() -> None:
+    """Forget everything (tests, or after settings change)."""
+    global _settings, _engine, _maker, _pid, _device
+    with _lock:
+        if _engine is not None and _pid == os.getpid():
+            _engine.dispose()
+        _settings = _engine = _maker = _pid = _device = None  # type: ignore[assignment]
