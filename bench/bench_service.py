@@ -61,7 +61,8 @@ def _measure(url: str, key: str, fits: int) -> list[float]:
         while (status := client.get(f"/api/v1/jobs/{job['id']}").json()["status"]) not in ("succeeded", "failed"):
             time.sleep(0.02)
         if status != "succeeded":
-            raise SystemExit(f"fit failed: {client.get(f'/api/v1/jobs/{job["id"]}').json()}")
+            job_id = job["id"]
+            raise SystemExit(f"fit failed: {client.get(f'/api/v1/jobs/{job_id}').json()}")
         if i > 0:  # the first fit warms the worker up; not counted
             latencies.append(time.perf_counter() - t0)
     return latencies
