@@ -8,6 +8,7 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import (
+    BigInteger,
     Boolean,
     Float,
     ForeignKey,
@@ -140,3 +141,92 @@ class MetricPoint(Base):
     name: Mapped[str] = mapped_column(String(100), primary_key=True)
     step: Mapped[int] = mapped_column(Integer, primary_key=True)
     value: Mapped[float] = mapped_column(Float)
+
+
+class Sweep(CreatedAtMixin, Base):
+    """A sample-complexity sweep: one per sweep job; its grid runs as chunk rows on any worker.
+
+    ``report`` is the latest summary (cells, transitions, linear fits) of the trials stored so far;
+    ``report_fits`` is how many fits it covers, so a slower writer never replaces a newer report.
+    """
+
+    __tablename__ = "sweeps"
+
+    id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=new_id)
+    owner: Mapped[str] = mapped_column(String(200), index=True)
+    job_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("jobs.id", ondelete="CASCADE"), unique=True)
+    spec: Mapped[dict[str, Any]] = mapped_column(JSONType)
+    fits_total: Mapped[int] = mapped_column(Integer)
+    fits_done: Mapped[int] = mapped_column(Integer, default=0)
+    chunks_total: Mapped[int | None] = mapped_column(Integer, default=None)  # None until planned
+    chunks_done: Mapped[int] = mapped_column(Integer, default=0)
+    max_fits_per_chunk: Mapped[int | None] = mapped_column(Integer, default=None)
+    report: Mapped[dict[str, Any] | None] = mapped_column(JSONType, default=None)
+    report_fits: Mapped[int] = mapped_column(Integer, default=0)
+    report_final: Mapped[bool] = mapped_column(Boolean, default=False)
+    finished_at: Mapped[datetime | None] = mapped_column(default=None)
+
+
+class SweepChunk(Base):
+    """A runnable piece of a sweep (cells x trial range); claimed, heartbeated and reaped on its own."""
+
+    __tablename__ = "sweep_chunks"
+
+    id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=new_id)
+    sweep_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("sweeps.id", ondelete="CASCADE"))
+    index: Mapped[int] = mapped_column(Integer)
+    spec: Mapped[dict[str, Any]] = mapped_column(JSONType)
+    n_fits: Mapped[int] = mapped_column(Integer)
+    status: Mapped[str] = mapped_column(String(20), default="pending")  # db.sweeps.ChunkStatus
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    worker: Mapped[str | None] = mapped_column(String(200), default=None)
+    error: Mapped[str | None] = mapped_column(Text, default=None)
+    queued_at: Mapped[datetime | None] = mapped_column(default=None)
+    started_at: Mapped[datetime | None] = mapped_column(default=None)
+    heartbeat_at: Mapped[datetime | None] = mapped_column(default=None)
+    finished_at: Mapped[datetime | None] = mapped_column(default=None)
+
+    __table_args__ = (
+        UniqueConstraint("sweep_id", "index", name="uq_sweep_chunks_sweep_index"),
+        Index("ix_sweep_chunks_status_heartbeat", "status", "heartbeat_at"),
+    )
+
+
+class SweepTrial(Base):
+    """One (cell, trial, method) outcome; the unique grid key makes a re-run chunk insert nothing new."""
+
+    __tablename__ = "sweep_trials"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    sweep_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("sweeps.id", ondelete="CASCADE"))
+    chunk_index: Mapped[int] = mapped_column(Integer)
+    method: Mapped[str] = mapped_column(String(40))
+    ambient_dim: Mapped[int] = mapped_column(Integer)
+    n_components: Mapped[int] = mapped_column(Integer)
+    d: Mapped[int] = mapped_column(Integer)
+    samples: Mapped[int] = mapped_column(Integer)
+    trial: Mapped[int] = mapped_column(Integer)
+    seed: Mapped[int] = mapped_column(BigInteger)
+    error: Mapped[float] = mapped_column(Float)
+    mean_error: Mapped[float | None] = mapped_column(Float, default=None)
+    success: Mapped[bool] = mapped_column(Boolean)
+    fit_seconds: Mapped[float] = mapped_column(Float)
+
+    __table_args__ = (
+        UniqueConstraint("sweep_id", "method", "ambient_dim", "n_components", "d", "samples", "trial",
+                         name="uq_sweep_trials_key"),
+    )
+
+
+class SweepHeatmap(Base):
+    """The success-rate heatmap PNG of one (method, K, n) of a sweep, rendered by the worker."""
+
+    __tablename__ = "sweep_heatmaps"
+
+    sweep_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("sweeps.id", ondelete="CASCADE"), primary_key=True)
+    method: Mapped[str] = mapped_column(String(40), primary_key=True)
+    n_components: Mapped[int] = mapped_column(Integer, primary_key=True)
+    ambient_dim: Mapped[int] = mapped_column(Integer, primary_key=True)
+    width: Mapped[int] = mapped_column(Integer)
+    height: Mapped[int] = mapped_column(Integer)
+    png: Mapped[bytes] = deferred(mapped_column(LargeBinary))
