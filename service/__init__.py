@@ -1,0 +1,1 @@
+"""The FastAPI process: HTTP API over the job database; sends Celery tasks by name only."""

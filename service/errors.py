@@ -1,0 +1,187 @@
+"""Domain errors (no HTTP in them) and the handlers that render RFC 9457 problem+json."""
+
+import logging
+from dataclasses import dataclass
+from http import HTTPStatus
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from sqlalchemy.exc import DBAPIError, OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeoutError
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+log = logging.getLogger(__name__)
+
+PROBLEM_JSON = "application/problem+json"
+PROBLEM_TYPE_BASE = "urn:molrg:problem:"
+
+
+@dataclass
+class FieldError:
+    """One invalid field: a dotted path (``synthetic.dims``) and why it is invalid."""
+
+    field: str
+    reason: str
+
+
+class ServiceError(Exception):
+    """Base of the domain errors; ``code`` is the stable machine-readable name."""
+
+    code = "error"
+
+    def __init__(self, detail: str) -> None:
+        super().__init__(detail)
+        self.detail = detail
+
+
+class NotFound(ServiceError):
+    code = "not_found"
+
+    def __init__(self, resource: str, ident: object) -> None:
+        super().__init__(f"{resource} {ident} not found")
+        self.resource = resource
+
+
+class InvalidJobState(ServiceError):
+    code = "invalid_job_state"
+
+
+class IdempotencyKeyReused(ServiceError):
+    code = "idempotency_key_reused"
+
+
+class IdempotencyKeyInProgress(ServiceError):
+    code = "idempotency_key_in_progress"
+
+
+class PayloadTooLarge(ServiceError):
+    code = "payload_too_large"
+
+
+class Unauthorized(ServiceError):
+    code = "unauthorized"
+
+
+class ServiceUnavailable(ServiceError):
+    code = "service_unavailable"
+
+
+class ValidationFailed(ServiceError):
+    """Semantic validation failed (after pydantic parsing): one or more fields are invalid."""
+
+    code = "validation_error"
+
+    def __init__(self, errors: list[FieldError]) -> None:
+        self.errors = errors
+        super().__init__("; ".join(f"{e.field}: {e.reason}" for e in errors))
+
+    @classmethod
+    def one(cls, field_name: str, reason: str) -> "ValidationFailed":
+        return cls([FieldError(field_name, reason)])
+
+
+class InvalidUpload(ValidationFailed):
+    code = "invalid_upload"
+
+
+_STATUS: dict[type[ServiceError], int] = {
+    NotFound: 404,
+    InvalidJobState: 409,
+    IdempotencyKeyInProgress: 409,
+    IdempotencyKeyReused: 422,
+    ValidationFailed: 422,
+    PayloadTooLarge: 413,
+    Unauthorized: 401,
+    ServiceUnavailable: 503,
+}
+
+
+def status_of(exc: ServiceError) -> int:
+    for cls in type(exc).__mro__:
+        if cls in _STATUS:
+            return _STATUS[cls]  # type: ignore[index]
+    return 500
+
+
+def problem(
+    request: Request,
+    status: int,
+    code: str,
+    detail: str,
+    errors: list[FieldError] | None = None,
+    headers: dict[str, str] | None = None,
+) -> JSONResponse:
+    """An ``application/problem+json`` response (RFC 9457) with a stable ``code``."""
+    body: dict[str, Any] = {
+        "type": PROBLEM_TYPE_BASE + code,
+        "title": HTTPStatus(status).phrase if status in HTTPStatus._value2member_map_ else "Error",
+        "status": status,
+        "detail": detail,
+        "instance": request.url.path,
+        "code": code,
+    }
+    if errors is not None:
+        body["errors"] = [{"field": e.field, "reason": e.reason} for e in errors]
+    return JSONResponse(body, status_code=status, media_type=PROBLEM_JSON, headers=headers)
+
+
+def _loc_to_field(loc: tuple[Any, ...] | list[Any]) -> str:
+    parts = list(loc)
+    if parts and parts[0] in ("body", "query", "path", "header", "cookie"):
+        parts = parts[1:]
+    out = ""
+    for p in parts:
+        if isinstance(p, int):
+            out += f"[{p}]"
+        else:
+            out += ("." if out else "") + str(p)
+    return out or str(loc[0] if loc else "body")
+
+
+async def _service_error(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, ServiceError)
+    status = status_of(exc)
+    headers = {"WWW-Authenticate": 'Bearer realm="molrg"'} if status == 401 else None
+    errors = exc.errors if isinstance(exc, ValidationFailed) else None
+    return problem(request, status, exc.code, exc.detail, errors, headers)
+
+
+async def _request_validation(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, RequestValidationError)
+    errors = [FieldError(_loc_to_field(e.get("loc", ())), str(e.get("msg", "invalid"))) for e in exc.errors()]
+    detail = "; ".join(f"{e.field}: {e.reason}" for e in errors) or "invalid request"
+    return problem(request, 422, "validation_error", detail, errors)
+
+
+async def _http_exception(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, StarletteHTTPException)
+    code = {404: "not_found", 405: "method_not_allowed", 401: "unauthorized", 413: "payload_too_large"}.get(
+        exc.status_code, f"http_{exc.status_code}"
+    )
+    return problem(request, exc.status_code, code, str(exc.detail), headers=exc.headers)
+
+
+async def _database_unavailable(request: Request, exc: Exception) -> JSONResponse:
+    if isinstance(exc, DBAPIError) and not isinstance(exc, OperationalError) and not exc.connection_invalidated:
+        return await _unhandled(request, exc)
+    log.warning("database unavailable: %s", exc.__class__.__name__)
+    return problem(request, 503, "database_unavailable", "the database is unreachable; retry later",
+                   headers={"Retry-After": "5"})
+
+
+async def _unhandled(request: Request, exc: Exception) -> JSONResponse:
+    log.exception("unhandled error on %s %s", request.method, request.url.path, exc_info=exc)
+    return problem(request, 500, "internal_error", "internal server error")
+
+
+def register_exception_handlers(app: FastAPI) -> None:
+    """Map every error to one problem+json shape."""
+    app.add_exception_handler(ServiceError, _service_error)
+    app.add_exception_handler(RequestValidationError, _request_validation)
+    app.add_exception_handler(StarletteHTTPException, _http_exception)
+    app.add_exception_handler(OperationalError, _database_unavailable)
+    app.add_exception_handler(DBAPIError, _database_unavailable)
+    app.add_exception_handler(PoolTimeoutError, _database_unavailable)
+    app.add_exception_handler(Exception, _unhandled)

@@ -1,0 +1,60 @@
+"""Result reads: fitted models and sample sets (rows written by the workers)."""
+
+import uuid
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session, undefer
+
+from db.models import FittedModel, SampleSet
+from service.auth import Principal
+from service.pagination import paginate
+from service.schemas import ModelRead, SampleSetRead
+from service.scoping import API, get_visible, visible
+
+
+def model_to_read(row: FittedModel) -> ModelRead:
+    links = {"self": f"{API}/models/{row.id}", "bases": f"{API}/models/{row.id}/bases.npz",
+             "job": f"{API}/jobs/{row.job_id}", "dataset": f"{API}/datasets/{row.dataset_id}",
+             "samples": f"{API}/models/{row.id}/samples",
+             "loss": f"{API}/jobs/{row.job_id}/metrics?name=loss"}
+    return ModelRead.model_validate(row).model_copy(update={"links": links})
+
+
+def sample_set_to_read(row: SampleSet) -> SampleSetRead:
+    links = {"self": f"{API}/sample-sets/{row.id}", "samples": f"{API}/sample-sets/{row.id}/samples.npy",
+             "job": f"{API}/jobs/{row.job_id}", "model": f"{API}/models/{row.model_id}"}
+    return SampleSetRead.model_validate(row).model_copy(update={"links": links})
+
+
+def get_model(session: Session, principal: Principal, model_id: uuid.UUID) -> FittedModel:
+    return get_visible(session, FittedModel, model_id, principal, "model")
+
+
+def list_models(session: Session, principal: Principal, dataset_id: uuid.UUID | None, limit: int,
+                cursor: str | None) -> tuple[list[FittedModel], str | None]:
+    stmt = visible(select(FittedModel), FittedModel, principal)
+    if dataset_id is not None:
+        stmt = stmt.where(FittedModel.dataset_id == dataset_id)
+    return paginate(session, stmt, FittedModel, limit, cursor)
+
+
+def model_bases(session: Session, principal: Principal, model_id: uuid.UUID) -> bytes:
+    row = get_visible(session, FittedModel, model_id, principal, "model", undefer(FittedModel.bases_npz))
+    return row.bases_npz
+
+
+def get_sample_set(session: Session, principal: Principal, sample_set_id: uuid.UUID) -> SampleSet:
+    return get_visible(session, SampleSet, sample_set_id, principal, "sample set")
+
+
+def list_sample_sets(session: Session, principal: Principal, model_id: uuid.UUID | None, limit: int,
+                     cursor: str | None) -> tuple[list[SampleSet], str | None]:
+    stmt = visible(select(SampleSet), SampleSet, principal)
+    if model_id is not None:
+        stmt = stmt.where(SampleSet.model_id == model_id)
+    return paginate(session, stmt, SampleSet, limit, cursor)
+
+
+def sample_set_samples(session: Session, principal: Principal, sample_set_id: uuid.UUID) -> bytes:
+    row = get_visible(session, SampleSet, sample_set_id, principal, "sample set", undefer(SampleSet.samples_npy))
+    return row.samples_npy

@@ -1,0 +1,33 @@
+"""HTTP routes: ``api_router`` (prefix /api/v1, bearer auth) plus the public health and metrics routers."""
+
+from typing import Any
+
+from fastapi import APIRouter
+
+from service.schemas import Problem
+
+
+def problems(*codes: int) -> dict[int | str, dict[str, Any]]:
+    """OpenAPI entries for problem+json error responses."""
+    text = {401: "Missing, invalid or revoked API key", 404: "Not found (or owned by someone else)",
+            409: "Conflict with the resource's state", 413: "Payload too large",
+            422: "Validation failed: see `errors[].field` and `errors[].reason`",
+            503: "Database unavailable"}
+    return {
+        c: {"model": Problem, "description": text.get(c, "Error"),
+            "content": {"application/problem+json": {"schema": {"$ref": "#/components/schemas/Problem"}}}}
+        for c in codes
+    }
+
+
+OCTET = {200: {"content": {"application/octet-stream": {"schema": {"type": "string", "format": "binary"}}},
+               "description": "NumPy bytes"}}
+
+
+def build_api_router() -> APIRouter:
+    from service.routes import datasets, fits, jobs, models, sample_sets
+
+    router = APIRouter(prefix="/api/v1", responses=problems(401, 503))
+    for module in (datasets, fits, models, jobs, sample_sets):
+        router.include_router(module.router)
+    return router

@@ -1,0 +1,47 @@
+"""Fitted models: read, list, download bases, submit sampling."""
+
+import uuid
+from typing import Annotated
+
+from fastapi import APIRouter, Query, Response, status
+
+from service import jobs as job_cases
+from service import results
+from service.deps import CurrentKey, IdempotencyKey, QueueDep, SessionDep, SettingsDep
+from service.routes import OCTET, problems
+from service.routes.fits import accepted
+from service.schemas import JobRead, ModelRead, Page, SampleCreate
+
+router = APIRouter(prefix="/models", tags=["models"])
+
+
+@router.get("")
+def list_models(session: SessionDep, principal: CurrentKey, settings: SettingsDep,
+                limit: Annotated[int, Query(ge=1, le=1000)] = 50, cursor: str | None = None,
+                dataset_id: uuid.UUID | None = None) -> Page[ModelRead]:
+    """List fitted models, newest first (cursor pagination)."""
+    rows, nxt = results.list_models(session, principal, dataset_id, min(limit, settings.max_page_size), cursor)
+    return Page[ModelRead](items=[results.model_to_read(r) for r in rows], next_cursor=nxt)
+
+
+@router.get("/{model_id}", responses=problems(404))
+def get_model(model_id: uuid.UUID, session: SessionDep, principal: CurrentKey) -> ModelRead:
+    """Show a fitted model: dims, weights, method, config and metrics (recovery_error, losses)."""
+    return results.model_to_read(results.get_model(session, principal, model_id))
+
+
+@router.get("/{model_id}/bases.npz", response_class=Response, responses=OCTET | problems(404))
+def download_bases(model_id: uuid.UUID, session: SessionDep, principal: CurrentKey) -> Response:
+    """Download the fitted bases U_0..U_{K-1} as .npz."""
+    payload = results.model_bases(session, principal, model_id)
+    return Response(payload, media_type="application/octet-stream",
+                    headers={"Content-Disposition": f'attachment; filename="{model_id}-bases.npz"'})
+
+
+@router.post("/{model_id}/samples", status_code=status.HTTP_202_ACCEPTED, responses=problems(404, 409, 422))
+def create_samples(model_id: uuid.UUID, body: SampleCreate, session: SessionDep, queue: QueueDep,
+                   principal: CurrentKey, settings: SettingsDep, response: Response,
+                   idempotency_key: IdempotencyKey = None) -> JobRead:
+    """Submit a sampling job from a fitted model; poll the job at Location."""
+    submitted = job_cases.submit_sample(session, queue, principal, model_id, body, settings, idempotency_key)
+    return accepted(response, submitted)

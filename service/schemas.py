@@ -1,0 +1,204 @@
+"""Request and response models of the HTTP API (validated at the edge, documented in OpenAPI)."""
+
+import uuid
+from datetime import UTC, datetime
+from typing import Annotated, Any, Generic, Literal, TypeVar
+
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+
+from db.enums import JobKind, JobStatus
+
+
+def _as_utc(value: datetime) -> datetime:
+    # SQLite hands back naive datetimes; every stored time is UTC.
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value
+
+
+UTCDateTime = Annotated[datetime, AfterValidator(_as_utc)]
+T = TypeVar("T")
+
+Method = Literal["diffusion", "pca", "subspace_clustering"]
+Sampler = Literal["heun", "ddim", "sde"]
+
+
+class _Request(BaseModel):
+    # Unknown fields are an error, not silently dropped.
+    model_config = ConfigDict(extra="forbid")
+
+
+class _Response(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+
+# ---------------------------------------------------------------- requests
+
+
+class SyntheticSpec(_Request):
+    """A MoLRG data set: x = U_k a + noise_std * e, with a ~ N(0, I_{d_k})."""
+
+    ambient_dim: int = Field(ge=1, description="Ambient dimension n.")
+    dims: list[int] = Field(min_length=1, description="Intrinsic dimension d_k of each component.")
+    n_samples: int | None = Field(default=None, ge=1, description="Total samples N (or samples_per_component).")
+    samples_per_component: int | list[int] | None = Field(
+        default=None, description="N_k: one count for all components or one per component."
+    )
+    weights: list[float] | None = Field(default=None, description="Mixture weights pi_k (normalised); default 1/K.")
+    orthogonal: bool = Field(default=True, description="Mutually orthogonal subspaces (needs sum(dims) <= n).")
+    balanced: bool = Field(default=True, description="Exact counts N_k = round(N pi_k); else i.i.d. labels.")
+    noise_std: float = Field(default=0.0, ge=0.0, le=1e6, description="Std of additive isotropic noise.")
+    seed: int = Field(default=0, ge=0, le=2**63 - 1, description="Seed of numpy.random.default_rng.")
+
+
+class DatasetCreate(_Request):
+    """Generate a synthetic MoLRG dataset with stored ground truth."""
+
+    name: str = Field(default="synthetic", min_length=1, max_length=200)
+    synthetic: SyntheticSpec
+
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [
+                {"name": "two planes", "synthetic": {"ambient_dim": 48, "dims": [4, 4], "n_samples": 20,
+                                                     "orthogonal": True, "noise_std": 0.0, "seed": 0}}
+            ]
+        },
+    )
+
+
+class FitCreate(_Request):
+    """Fit a MoLRG model to a dataset."""
+
+    dataset_id: uuid.UUID
+    n_components: int = Field(ge=1, description="K, the number of subspaces.")
+    dims: list[int] = Field(min_length=1, description="d_k for each component (len == n_components).")
+    method: Method = "diffusion"
+    options: dict[str, Any] = Field(default_factory=dict, description="Method options (validated per method).")
+    seed: int = Field(default=0, ge=0, le=2**63 - 1)
+
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [
+                {"dataset_id": "5f0c6a8e-1d2b-4c3d-9e8f-0a1b2c3d4e5f", "n_components": 2, "dims": [4, 4],
+                 "method": "subspace_clustering", "options": {"n_restarts": 10}, "seed": 0}
+            ]
+        },
+    )
+
+
+class SampleCreate(_Request):
+    """Draw samples from a fitted model by reverse-time integration."""
+
+    n_samples: int = Field(default=100, ge=1)
+    sampler: Sampler = "heun"
+    steps: int = Field(default=18, ge=1)
+    seed: int = Field(default=0, ge=0, le=2**63 - 1)
+
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={"examples": [{"n_samples": 100, "sampler": "heun", "steps": 18, "seed": 0}]},
+    )
+
+
+# ---------------------------------------------------------------- responses
+
+
+class Page(BaseModel, Generic[T]):
+    """One page of a listing; pass ``next_cursor`` as ``cursor`` to get the next (null at the end)."""
+
+    items: list[T]
+    next_cursor: str | None = None
+
+
+class DatasetRead(_Response):
+    id: uuid.UUID
+    name: str
+    source: str
+    n_samples: int
+    ambient_dim: int
+    has_ground_truth: bool
+    spec: dict[str, Any] | None = None
+    created_at: UTCDateTime
+    links: dict[str, str] = Field(default_factory=dict)
+
+
+class JobRead(_Response):
+    id: uuid.UUID
+    kind: JobKind
+    status: JobStatus
+    progress: float = Field(ge=0.0, le=1.0)
+    progress_detail: dict[str, Any] | None = None
+    params: dict[str, Any]
+    created_at: UTCDateTime
+    queued_at: UTCDateTime | None = None
+    started_at: UTCDateTime | None = None
+    finished_at: UTCDateTime | None = None
+    duration_s: float | None = Field(default=None, description="finished - started (or elapsed while running).")
+    attempts: int
+    max_attempts: int
+    cancel_requested: bool
+    error: str | None = None
+    result: dict[str, Any] | None = None
+    links: dict[str, str] = Field(default_factory=dict)
+
+
+class ModelRead(_Response):
+    id: uuid.UUID
+    job_id: uuid.UUID
+    dataset_id: uuid.UUID
+    method: str
+    n_components: int
+    dims: list[int]
+    ambient_dim: int
+    weights: list[float]
+    config: dict[str, Any]
+    seed: int
+    metrics: dict[str, Any]
+    created_at: UTCDateTime
+    links: dict[str, str] = Field(default_factory=dict)
+
+
+class SampleSetRead(_Response):
+    id: uuid.UUID
+    job_id: uuid.UUID
+    model_id: uuid.UUID
+    n_samples: int
+    sampler: str
+    steps: int
+    seed: int
+    diagnostics: dict[str, Any]
+    created_at: UTCDateTime
+    links: dict[str, str] = Field(default_factory=dict)
+
+
+class MetricPointRead(BaseModel):
+    step: int
+    value: float
+
+
+class MetricHistory(BaseModel):
+    """A per-step history, downsampled evenly (first and last points kept)."""
+
+    job_id: uuid.UUID
+    name: str
+    total_points: int
+    points: list[MetricPointRead]
+    names: list[str] = Field(default_factory=list, description="All metric names recorded for the job.")
+
+
+class Problem(BaseModel):
+    """RFC 9457 problem details (``application/problem+json``)."""
+
+    type: str
+    title: str
+    status: int
+    detail: str
+    instance: str
+    code: str
+    errors: list[dict[str, str]] | None = None
+
+
+class HealthRead(BaseModel):
+    status: str
+    checks: dict[str, str] = Field(default_factory=dict)
