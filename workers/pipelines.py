@@ -115,6 +115,13 @@ def _stopped(maker: sessionmaker[Session], claim: jobs.Claim, hb: Heartbeat) -> 
     return Outcome.cancelled if owned else Outcome.lost
 
 
+def _finish_existing(maker: sessionmaker[Session], claim: jobs.Claim, result: dict[str, Any]) -> Outcome:
+    """A previous attempt already stored this job's result: announce it instead of computing again."""
+    with session_scope(maker) as session:
+        owned = jobs.finish_job(session, claim.job_id, claim.attempt, result)
+    return Outcome.succeeded if owned else Outcome.lost
+
+
 def _load_dataset(session: Session, dataset_id: uuid.UUID, *, with_truth: bool = True) -> Dataset:
     opts = [undefer(Dataset.data_npy)] + ([undefer(Dataset.bases_npz)] if with_truth else [])
     ds = session.execute(select(Dataset).options(*opts).where(Dataset.id == dataset_id)).scalar_one_or_none()
@@ -160,6 +167,9 @@ def run_fit(maker: sessionmaker[Session], claim: jobs.Claim, device: torch.devic
     params = codec.fit_params(claim.params)
     dataset_id = _as_uuid(params.dataset_id, "dataset_id")
     with maker() as session:
+        done = session.scalar(select(FittedModel.id).where(FittedModel.job_id == claim.job_id))
+        if done is not None:
+            return _finish_existing(maker, claim, {"model_id": str(done)})
         ds = _load_dataset(session, dataset_id)
         data_npy, truth_npz, has_truth = ds.data_npy, ds.bases_npz, ds.has_ground_truth
     assert data_npy is not None
@@ -183,9 +193,6 @@ def run_fit(maker: sessionmaker[Session], claim: jobs.Claim, device: torch.devic
     history = [float(v) for v in (getattr(est, "loss_history_", None) or [])]
     bases_npz = codec.bases_to_npz(est.bases_)
     with session_scope(maker) as session:
-        model_id = session.scalar(select(FittedModel.id).where(FittedModel.job_id == claim.job_id))
-        if model_id is not None:  # unreachable while the guard holds; never write a second model
-            return Outcome.lost
         model_id = uuid.uuid4()
         if not jobs.finish_job(session, claim.job_id, claim.attempt, {"model_id": str(model_id)}):
             session.rollback()
@@ -212,6 +219,9 @@ def run_sample(maker: sessionmaker[Session], claim: jobs.Claim, device: torch.de
     params = codec.sample_params(claim.params)
     model_id = _as_uuid(params.model_id, "model_id")
     with maker() as session:
+        done = session.scalar(select(SampleSet.id).where(SampleSet.job_id == claim.job_id))
+        if done is not None:
+            return _finish_existing(maker, claim, {"sample_set_id": str(done)})
         model = session.execute(
             select(FittedModel).options(undefer(FittedModel.bases_npz)).where(FittedModel.id == model_id)
         ).scalar_one_or_none()
@@ -237,8 +247,6 @@ def run_sample(maker: sessionmaker[Session], claim: jobs.Claim, device: torch.de
     ))
     samples_npy = codec.array_to_npy(samples, dtype=np.float64)
     with session_scope(maker) as session:
-        if session.scalar(select(SampleSet.id).where(SampleSet.job_id == claim.job_id)) is not None:
-            return Outcome.lost
         set_id = uuid.uuid4()
         if not jobs.finish_job(session, claim.job_id, claim.attempt, {"sample_set_id": str(set_id)}):
             session.rollback()

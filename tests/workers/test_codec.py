@@ -1,0 +1,50 @@
+"""Array and params codec: round trips, no pickles, readable validation errors."""
+
+import io
+
+import numpy as np
+import pytest
+import torch
+from pydantic import ValidationError
+
+from workers import codec
+
+
+def test_npy_round_trip_from_tensor_and_array() -> None:
+    X = np.arange(12.0).reshape(4, 3)
+    assert np.array_equal(codec.npy_to_array(codec.array_to_npy(X)), X)
+    back = codec.npy_to_array(codec.array_to_npy(torch.tensor(X, dtype=torch.float32), np.float64))
+    assert back.dtype == np.float64 and np.array_equal(back, X)
+
+
+def test_npy_refuses_pickles() -> None:
+    buf = io.BytesIO()
+    np.save(buf, np.array([{"a": 1}], dtype=object), allow_pickle=True)
+    with pytest.raises(ValueError):
+        codec.npy_to_array(buf.getvalue())
+
+
+def test_bases_npz_round_trip_keeps_order() -> None:
+    bases = [np.eye(5)[:, :d] for d in (1, 2, 3, 1, 2, 3, 1, 2, 3, 1, 2, 3)]  # 12 > 10: U_10 after U_9
+    back = codec.npz_to_bases(codec.bases_to_npz(bases))
+    assert [b.shape for b in back] == [b.shape for b in bases]
+    assert all(np.array_equal(a, b) for a, b in zip(back, bases, strict=True))
+
+
+def test_jsonable() -> None:
+    out = codec.jsonable({"a": np.float32(1.5), "b": torch.tensor([1.0, float("nan")]), "c": (np.int64(2),)})
+    assert out == {"a": 1.5, "b": [1.0, None], "c": [2]}
+
+
+def test_fit_params() -> None:
+    p = codec.fit_params({"dataset_id": "d", "n_components": 2, "dims": [1, 2], "method": "pca",
+                          "options": {"steps": 5}, "seed": 3})
+    kw = p.estimator_kwargs(torch.device("cpu"))
+    assert kw["dims"] == [1, 2] and kw["steps"] == 5 and kw["seed"] == 3 and kw["method"] == "pca"
+    with pytest.raises(ValidationError, match="method"):
+        codec.fit_params({"dataset_id": "d", "n_components": 1, "dims": [1], "method": "magic"})
+
+
+def test_sample_params() -> None:
+    p = codec.sample_params({"model_id": "m", "n_samples": 6, "sampler": "ddim", "steps": 4, "seed": 1})
+    assert p.sample_kwargs() == {"n_samples": 6, "seed": 1, "sampler": "ddim", "steps": 4}
