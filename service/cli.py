@@ -1,0 +1,205 @@
+"""The ``molrg`` command: ``up`` (API + worker on the embedded default), ``migrate``, ``api-key``."""
+
+import os
+import signal
+import subprocess
+import sys
+from datetime import UTC, datetime
+from pathlib import Path
+
+import click
+from sqlalchemy import select
+
+from db.models import ApiKey
+from db.session import make_engine, make_sessionmaker, session_scope
+from service.auth import create_api_key
+from service.settings import ServiceSettings
+
+DEFAULT_KEY_NAME = "default"
+
+
+def _settings(data_dir: str | None) -> ServiceSettings:
+    if data_dir is not None:
+        os.environ["MOLRG_DATA_DIR"] = str(data_dir)
+        return ServiceSettings(data_dir=Path(data_dir))
+    return ServiceSettings()
+
+
+def _migrate(settings: ServiceSettings) -> None:
+    from migrations import upgrade_head
+
+    if settings.database_url.startswith("sqlite"):
+        settings.data_dir.mkdir(parents=True, exist_ok=True)
+    upgrade_head(settings.database_url)
+
+
+def _write_key_file(path: Path, key: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as fh:
+        fh.write(key + "\n")
+    os.chmod(path, 0o600)
+
+
+def ensure_default_key(settings: ServiceSettings) -> str | None:
+    """Create the default key on first start; returns it (to print once) or None if one exists."""
+    key_file = settings.data_dir / "api-key"
+    engine = make_engine(settings.database_url)
+    try:
+        with session_scope(make_sessionmaker(engine)) as session:
+            existing = session.scalar(select(ApiKey).where(
+                ApiKey.owner == settings.default_owner, ApiKey.name == DEFAULT_KEY_NAME,
+                ApiKey.revoked_at.is_(None)))
+            if existing is not None and key_file.exists():
+                return None
+            _row, key = create_api_key(session, name=DEFAULT_KEY_NAME, owner=settings.default_owner)
+    finally:
+        engine.dispose()
+    _write_key_file(key_file, key)
+    return key
+
+
+def worker_command(settings: ServiceSettings, index: int = 0, beat: bool = True) -> list[str]:
+    cmd = [sys.executable, "-m", "celery", "-A", "workers.celery_app", "worker", "-Q", "gpu,cpu",
+           "--pool", "prefork", "--concurrency", "1", "--max-tasks-per-child", "1"]
+    if beat:
+        cmd += ["-B", "-s", f"{settings.data_dir}/celerybeat-schedule"]
+    cmd += ["--without-mingle", "--without-gossip", "-l", "info", "-n", f"molrg{index}@%h"]
+    return cmd
+
+
+def worker_env(settings: ServiceSettings) -> dict[str, str]:
+    env = dict(os.environ)
+    env.update({"MOLRG_DATA_DIR": str(settings.data_dir), "MOLRG_DATABASE_URL": settings.database_url,
+                "MOLRG_BROKER_URL": settings.broker_url})
+    return env
+
+
+def stop_workers(procs: list[subprocess.Popen[bytes]], timeout: float = 30.0) -> None:
+    """Warm shutdown (SIGTERM), then SIGKILL whatever is left after ``timeout``."""
+    for proc in procs:
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+    for proc in procs:
+        try:
+            proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+@click.group()
+def cli() -> None:
+    """molrg: MoLRG diffusion-model job service."""
+
+
+@cli.command()
+@click.option("--data-dir", type=click.Path(file_okay=False), default=None, help="Default ./molrg-data.")
+def migrate(data_dir: str | None) -> None:
+    """Apply all database migrations."""
+    settings = _settings(data_dir)
+    _migrate(settings)
+    click.echo(f"database at head: {settings.database_url.split('@')[-1]}")
+
+
+@cli.command()
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", default=8000, show_default=True, type=int)
+@click.option("--data-dir", type=click.Path(file_okay=False), default=None, help="Default ./molrg-data.")
+@click.option("--workers", default=1, show_default=True, type=click.IntRange(0, 64), help="Worker processes.")
+@click.option("--no-worker", is_flag=True, help="Start only the API.")
+def up(host: str, port: int, data_dir: str | None, workers: int, no_worker: bool) -> None:
+    """Migrate, then run the API and Celery worker process(es) until SIGINT/SIGTERM."""
+    import uvicorn
+
+    from service.main import create_app
+
+    settings = _settings(data_dir)
+    if settings.database_url.startswith("sqlite") or settings.is_filesystem_broker:
+        settings.ensure_dirs()
+    _migrate(settings)
+    key = ensure_default_key(settings)
+    key_file = settings.data_dir / "api-key"
+    if key is not None:
+        click.echo(f"created API key (also written to {key_file}, mode 0600):\n{key}")
+    else:
+        click.echo(f"API key: see {key_file}")
+    procs: list[subprocess.Popen[bytes]] = []
+    if not no_worker:
+        for i in range(workers):
+            # A subprocess: this process never imports workers, molrg or torch.
+            procs.append(subprocess.Popen(worker_command(settings, i, beat=i == 0), env=worker_env(settings),
+                                          start_new_session=True))
+    server = uvicorn.Server(uvicorn.Config(create_app(settings), host=host, port=port, log_level="info"))
+    click.echo(f"molrg API docs: http://{host}:{port}/docs")
+    try:
+        server.run()  # uvicorn handles SIGINT/SIGTERM and returns
+    finally:
+        stop_workers(procs)
+
+
+@cli.group(name="api-key")
+def api_key() -> None:
+    """Manage API keys (stored as SHA-256 hashes)."""
+
+
+@api_key.command("create")
+@click.option("--name", default="cli", show_default=True)
+@click.option("--owner", default=None, help="Owner the key's resources belong to (default: MOLRG_DEFAULT_OWNER).")
+@click.option("--admin", is_flag=True, help="May see every owner's resources.")
+@click.option("--data-dir", type=click.Path(file_okay=False), default=None)
+def create_key(name: str, owner: str | None, admin: bool, data_dir: str | None) -> None:
+    """Create an API key and print it alone on the last line."""
+    settings = _settings(data_dir)
+    _migrate(settings)
+    engine = make_engine(settings.database_url)
+    try:
+        with session_scope(make_sessionmaker(engine)) as session:
+            row, key = create_api_key(session, name=name, owner=owner or settings.default_owner, is_admin=admin)
+            click.echo(f"created key id={row.id} name={row.name} owner={row.owner} admin={row.is_admin}")
+    finally:
+        engine.dispose()
+    click.echo(key)
+
+
+@api_key.command("list")
+@click.option("--data-dir", type=click.Path(file_okay=False), default=None)
+def list_keys(data_dir: str | None) -> None:
+    """List keys (prefix, owner, admin, revoked); never the keys themselves."""
+    settings = _settings(data_dir)
+    engine = make_engine(settings.database_url)
+    try:
+        with session_scope(make_sessionmaker(engine)) as session:
+            for row in session.scalars(select(ApiKey).order_by(ApiKey.created_at)):
+                click.echo(f"{row.id} {row.prefix}... name={row.name} owner={row.owner} admin={row.is_admin} "
+                           f"revoked={row.revoked_at is not None}")
+    finally:
+        engine.dispose()
+
+
+@api_key.command("revoke")
+@click.argument("key_id")
+@click.option("--data-dir", type=click.Path(file_okay=False), default=None)
+def revoke_key(key_id: str, data_dir: str | None) -> None:
+    """Revoke a key by id (requests with it then get 401)."""
+    import uuid
+
+    settings = _settings(data_dir)
+    engine = make_engine(settings.database_url)
+    try:
+        with session_scope(make_sessionmaker(engine)) as session:
+            row = session.get(ApiKey, uuid.UUID(key_id))
+            if row is None:
+                raise click.ClickException(f"no key {key_id}")
+            row.revoked_at = datetime.now(UTC)
+    finally:
+        engine.dispose()
+    click.echo(f"revoked {key_id}")
+
+
+def main() -> None:
+    cli()
+
+
+if __name__ == "__main__":
+    main()
