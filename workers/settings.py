@@ -28,6 +28,7 @@ class WorkerSettings(BaseSettings):
     max_attempts: int = Field(3, ge=1)
     job_time_limit_s: dict[str, int] = Field(default_factory=lambda: dict(DEFAULT_TIME_LIMITS_S))
     queues: list[str] = Field(default_factory=lambda: ["gpu", "cpu"])
+    sweep_chunk_fits: int = Field(480, ge=1)  # fits per sweep chunk (workers/sweeps.py)
 
     @model_validator(mode="after")
     def _defaults_under_data_dir(self) -> "WorkerSettings":

@@ -1,0 +1,396 @@
+"""Sweep fan-out: ``molrg.sweep`` plans a sweep job into chunk rows and publishes one
+``molrg.sweep_chunk`` per chunk; any worker runs a chunk with :func:`molrg.sweeps.run_chunk`.
+
+* Planning is idempotent (chunk rows keyed by (sweep, index)); a redelivered plan re-publishes only
+  the chunks still pending.
+* A chunk is claimed conditionally (``pending -> running``, attempts+1), heartbeats on its own row
+  (and keeps its sweep job alive), and stores its trials + ``done`` + progress in ONE transaction;
+  trials are keyed by their grid position, so a re-run chunk never duplicates one.
+* The run that completes the last chunk summarises every stored trial (``molrg.sweeps.summarise``),
+  renders the heatmaps and closes the job with ``result.sweep_id``. Earlier chunks store a partial
+  report, so results are readable while the sweep runs.
+* Cancel: a chunk sees the job's cancel flag at claim or heartbeat, stops, and the chunks not yet
+  started are cancelled. Lost chunks are re-queued by :func:`reap_sweeps` (run by ``molrg.reap``).
+"""
+
+import logging
+import math
+import socket
+import threading
+import uuid
+from collections.abc import Callable
+from types import TracebackType
+from typing import Any
+
+import torch
+from celery import Task
+from celery.exceptions import SoftTimeLimitExceeded
+from sqlalchemy.orm import Session, sessionmaker
+
+from db import jobs
+from db import sweeps as store
+from db.enums import JobKind
+from db.models import SweepChunk
+from db.session import session_scope
+from molrg.sweeps import Chunk, SweepGrid, SweepProgress, TrialResult, plan_chunks, run_chunk, summarise
+from workers import plots, resources
+from workers.celery_app import app, app_settings
+from workers.pipelines import TRANSIENT_ERRORS
+from workers.settings import WorkerSettings
+
+logger = logging.getLogger(__name__)
+
+SWEEP_TASK = "molrg.sweep"
+CHUNK_TASK = "molrg.sweep_chunk"
+
+CHUNK_RETRY_COUNTDOWN_S = 5
+CHUNK_MAX_RETRIES = 5
+
+Publish = Callable[[uuid.UUID], None]
+
+
+def grid_from_spec(spec: dict[str, Any]) -> SweepGrid:
+    """The engine's grid from the stored API spec (``ambient_dim``/``n_components`` int or list)."""
+
+    def as_list(value: Any) -> list[int]:
+        return [int(v) for v in value] if isinstance(value, list | tuple) else [int(value)]
+
+    return SweepGrid(
+        ambient_dims=tuple(as_list(spec["ambient_dim"])),
+        n_components=tuple(as_list(spec["n_components"])),
+        dims=tuple(int(d) for d in spec["dims"]),
+        samples=tuple(int(s) for s in spec["samples"]),
+        samples_per=str(spec.get("samples_per", "component")),
+        trials=int(spec["trials"]),
+        methods=tuple(spec["methods"]),
+        method_options={k: dict(v) for k, v in (spec.get("method_options") or {}).items()},
+        noise_std=float(spec.get("noise_std", 0.0)),
+        orthogonal=bool(spec.get("orthogonal", True)),
+        success_threshold=float(spec.get("success_threshold", 0.5)),
+        seed=int(spec.get("seed", 0)),
+    ).validate()
+
+
+def chunk_fits(settings: WorkerSettings) -> int:
+    """Fits per chunk (``MOLRG_SWEEP_CHUNK_FITS``)."""
+    return int(settings.sweep_chunk_fits)
+
+
+def _chunk_n_fits(grid: SweepGrid, chunk: Chunk) -> int:
+    return sum(len(grid.methods_for(c.n_components)) for c in chunk.cells) * (chunk.trial_stop - chunk.trial_start)
+
+
+# --- planning ---------------------------------------------------------------------------------------
+
+
+def plan_sweep_job(maker: sessionmaker[Session], settings: WorkerSettings, job_id: uuid.UUID,
+                   publish: Publish, hostname: str | None = None) -> str:
+    """Claim the sweep job, create its chunk rows (idempotently) and publish the pending ones."""
+    with session_scope(maker) as session:
+        claim = jobs.claim_job(session, job_id, hostname or socket.gethostname())
+    if claim is None:
+        logger.info("sweep job %s is not queued; delivery ignored", job_id)
+        return "skipped"
+    if claim.kind != JobKind.sweep:
+        return _fail_job(maker, claim, f"JobFailed: job is a {claim.kind} job, delivered to {SWEEP_TASK}")
+    limit = min(claim.max_attempts, settings.max_attempts) if claim.max_attempts else settings.max_attempts
+    if claim.attempt > limit:
+        return _fail_job(maker, claim, f"JobFailed: gave up after {claim.attempt - 1} attempts")
+    with session_scope(maker) as session:
+        sweep = store.sweep_for_job(session, job_id)
+        if sweep is None:
+            jobs.fail_job(session, job_id, claim.attempt, "JobFailed: the sweep row of this job is missing")
+            return "failed"
+        sweep_id, spec, planned_with = sweep.id, dict(sweep.spec), sweep.max_fits_per_chunk
+    try:
+        grid = grid_from_spec(spec)
+        # A re-planning keeps the first plan's chunk size, so chunk i always means the same cells.
+        max_fits = planned_with or chunk_fits(settings)
+        chunks = plan_chunks(grid, max_fits)
+    except (ValueError, TypeError, KeyError) as exc:
+        return _fail_job(maker, claim, f"{type(exc).__name__}: {exc}")
+    with session_scope(maker) as session:
+        total = store.plan_sweep(session, sweep_id, [(c.to_dict(), _chunk_n_fits(grid, c)) for c in chunks],
+                                 max_fits)
+        counts = store.chunk_counts(session, sweep_id)
+        pending = store.chunk_ids(session, sweep_id, [store.ChunkStatus.pending])
+        store.mark_queued(session, pending)
+        jobs.heartbeat(session, job_id, claim.attempt, progress=None,
+                       detail={"chunks_done": counts.get(store.ChunkStatus.done, 0), "chunks_total": total,
+                               "fits_done": 0, "fits_total": grid.n_fits})
+    logger.info("sweep %s planned: %d chunks, %d fits, %d to publish", sweep_id, total, grid.n_fits, len(pending))
+    if counts.get(store.ChunkStatus.done, 0) >= total:
+        finalize(maker, sweep_id)  # every chunk ran before a crash of the finaliser: finish now
+        return "finalized"
+    for chunk_id in pending:
+        publish(chunk_id)
+    return "planned"
+
+
+def _fail_job(maker: sessionmaker[Session], claim: jobs.Claim, error: str) -> str:
+    with session_scope(maker) as session:
+        jobs.fail_job(session, claim.job_id, claim.attempt, error)
+    return "failed"
+
+
+# --- one chunk ----------------------------------------------------------------------------------------
+
+
+class ChunkHeartbeat:
+    """Background beats on a chunk row; sets ``cancel`` / ``lost`` for the run to stop at its next step."""
+
+    def __init__(self, maker: sessionmaker[Session], claim: store.ChunkClaim, interval_s: float) -> None:
+        self.maker, self.claim, self.interval_s = maker, claim, interval_s
+        self.cancel = threading.Event()
+        self.lost = threading.Event()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name=f"chunk-heartbeat-{claim.chunk_id}", daemon=True)
+
+    @property
+    def should_stop(self) -> bool:
+        return self.cancel.is_set() or self.lost.is_set()
+
+    def beat(self) -> None:
+        with session_scope(self.maker) as session:
+            state = store.chunk_heartbeat(session, self.claim)
+        if not state.owned:
+            logger.warning("sweep chunk %s attempt %d is no longer ours; stopping", self.claim.chunk_id,
+                           self.claim.attempt)
+            self.lost.set()
+        elif state.cancel:
+            self.cancel.set()
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.interval_s):
+            try:
+                self.beat()
+            except Exception:  # a failed beat must not kill the chunk; the reaper judges staleness
+                logger.exception("heartbeat of sweep chunk %s failed", self.claim.chunk_id)
+
+    def __enter__(self) -> "ChunkHeartbeat":
+        self._thread.start()
+        return self
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        self._stop.set()
+        self._thread.join(timeout=self.interval_s + 30.0)
+
+
+def run_sweep_chunk(maker: sessionmaker[Session], settings: WorkerSettings, chunk_id: uuid.UUID,
+                    device: Callable[[], torch.device], hostname: str | None = None) -> str:
+    """Claim one chunk, run it batched, store its trials, and finish the sweep if it was the last."""
+    with session_scope(maker) as session:
+        claim = store.claim_chunk(session, chunk_id, hostname or socket.gethostname(), settings.max_attempts)
+    if isinstance(claim, store.ClaimRefused):
+        return _refused(maker, chunk_id, claim.reason, settings.max_attempts)
+    with session_scope(maker) as session:
+        sweep = store.get_sweep(session, claim.sweep_id)
+        assert sweep is not None  # the chunk's foreign key guarantees it
+        spec = dict(sweep.spec)
+    logger.info("sweep %s chunk %d attempt %d started", claim.sweep_id, claim.index, claim.attempt)
+    try:
+        grid = grid_from_spec(spec)
+        chunk = Chunk.from_dict(claim.spec)
+        with ChunkHeartbeat(maker, claim, settings.heartbeat_interval_s) as hb:
+            def on_progress(_: SweepProgress) -> bool:
+                return hb.should_stop
+
+            trials = run_chunk(grid, chunk, device=device(), callback=on_progress)
+    except SoftTimeLimitExceeded:
+        return _chunk_failed(maker, claim, f"TimeLimitExceeded: chunk {claim.index} ran past its time limit")
+    except TRANSIENT_ERRORS:
+        logger.exception("sweep chunk %s: transient infrastructure error; giving it back", chunk_id)
+        with session_scope(maker) as session:
+            store.end_chunk(session, claim, store.ChunkStatus.pending)
+        raise
+    except Exception as exc:
+        logger.exception("sweep chunk %s failed", chunk_id)
+        return _chunk_failed(maker, claim, f"{type(exc).__name__}: {exc}")
+    if hb.lost.is_set():
+        return "lost"
+    if hb.cancel.is_set():
+        with session_scope(maker) as session:
+            store.end_chunk(session, claim, store.ChunkStatus.cancelled, "cancelled on request")
+            store.settle_cancel(session, claim.sweep_id)
+        return "cancelled"
+    with session_scope(maker) as session:
+        done = store.complete_chunk(session, claim, [trial_row(t) for t in trials])
+    if not done.owned:
+        logger.warning("sweep chunk %s attempt %d finished after losing its claim; nothing stored",
+                       chunk_id, claim.attempt)
+        return "lost"
+    logger.info("sweep %s chunk %d done (%d/%d chunks, %d fits)", claim.sweep_id, claim.index,
+                done.chunks_done, done.chunks_total, done.fits_done)
+    if done.last:
+        finalize(maker, claim.sweep_id)
+        return "finalized"
+    try:
+        refresh_report(maker, claim.sweep_id)
+    except Exception:  # a partial report is a convenience; the final one is written by the last chunk
+        logger.exception("partial report of sweep %s failed", claim.sweep_id)
+    return "done"
+
+
+def _refused(maker: sessionmaker[Session], chunk_id: uuid.UUID, reason: str, max_attempts: int) -> str:
+    with session_scope(maker) as session:
+        chunk = session.get(SweepChunk, chunk_id)
+        if chunk is None:
+            return "missing"
+        sweep_id = chunk.sweep_id
+        if reason == "job_inactive":
+            # Cancelling -> cancel what has not started; terminal (failed/cancelled) -> same, quietly.
+            if not store.settle_cancel(session, sweep_id):
+                store.cancel_pending_chunks(session, sweep_id)
+        elif reason == "exhausted":
+            store.fail_sweep(session, sweep_id, f"sweep chunk {chunk.index} failed {max_attempts} attempts")
+    logger.info("sweep chunk %s not run: %s", chunk_id, reason)
+    return reason
+
+
+def _chunk_failed(maker: sessionmaker[Session], claim: store.ChunkClaim, error: str) -> str:
+    with session_scope(maker) as session:
+        if store.end_chunk(session, claim, store.ChunkStatus.failed, error):
+            store.fail_sweep(session, claim.sweep_id, f"sweep chunk {claim.index} failed: {error}")
+    return "failed"
+
+
+def trial_row(t: TrialResult) -> dict[str, Any]:
+    """The stored columns of one trial (a NaN error counts as a failed trial with error None)."""
+    error = float(t.error) if math.isfinite(t.error) else float("inf")
+    return {"method": t.method, "ambient_dim": t.ambient_dim, "n_components": t.n_components, "d": t.d,
+            "samples": t.samples, "trial": t.trial, "seed": int(t.seed), "error": error,
+            "mean_error": float(t.mean_error) if math.isfinite(t.mean_error) else None,
+            "success": bool(t.success), "fit_seconds": float(t.fit_seconds)}
+
+
+# --- reports --------------------------------------------------------------------------------------------
+
+
+def _report(session: Session, sweep_id: uuid.UUID) -> tuple[dict[str, Any], int, SweepGrid]:
+    sweep = store.get_sweep(session, sweep_id)
+    assert sweep is not None
+    grid = grid_from_spec(dict(sweep.spec))
+    rows = store.trial_rows(session, sweep_id)
+    trials = [TrialResult(ambient_dim=r.ambient_dim, n_components=r.n_components, d=r.d, samples=r.samples,
+                          samples_per=grid.samples_per, trial=r.trial, seed=int(r.seed), method=r.method,
+                          error=float(r.error), mean_error=float(r.mean_error if r.mean_error is not None
+                                                                 else r.error),
+                          success=bool(r.success), fit_seconds=float(r.fit_seconds)) for r in rows]
+    return report_dict(summarise(grid, trials).to_dict()), len(trials), grid
+
+
+def report_dict(raw: dict[str, Any]) -> dict[str, Any]:
+    """The stored report: the engine's report with ``n_star_logistic`` flattened into each row."""
+    out = {k: v for k, v in raw.items() if k != "grid"}
+    for tr in out.get("transitions", []):
+        for row in tr.get("rows", []):
+            logistic = row.get("logistic") or {}
+            row["n_star_logistic"] = logistic.get("n50")
+    return _finite(out)
+
+
+def _finite(value: Any) -> Any:
+    """Replace NaN/inf floats by None (JSON has neither)."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_finite(v) for v in value]
+    return value
+
+
+def refresh_report(maker: sessionmaker[Session], sweep_id: uuid.UUID) -> None:
+    """Store a partial report of the trials stored so far (skipped if a newer one is there)."""
+    with session_scope(maker) as session:
+        report, fits, _ = _report(session, sweep_id)
+        store.store_report(session, sweep_id, report, fits, final=False)
+
+
+def finalize(maker: sessionmaker[Session], sweep_id: uuid.UUID) -> str | None:
+    """Final report + heatmaps + the job's terminal status, in one transaction."""
+    with session_scope(maker) as session:
+        report, fits, grid = _report(session, sweep_id)
+        groups = sorted({(c["method"], c["n_components"], c["ambient_dim"]) for c in report["cells"]})
+        store.store_report(session, sweep_id, report, fits, final=True)
+        for method, K, n in groups:
+            png = plots.heatmap_png(report["cells"], method=method, n_components=K, ambient_dim=n,
+                                    samples_per=grid.samples_per)
+            width, height = plots.png_size(png)
+            store.store_heatmap(session, sweep_id, method, K, n, png, width, height)
+        result = {"sweep_id": str(sweep_id), "n_fits": grid.n_fits, "fits_done": fits,
+                  "transitions": [{"method": t["method"], "n_components": t["n_components"],
+                                   "ambient_dim": t["ambient_dim"], "linear_fit": t["linear_fit"]}
+                                  for t in report["transitions"]]}
+        status = store.finish_sweep(session, sweep_id, result)
+    logger.info("sweep %s finished: %s (%d fits)", sweep_id, status, fits)
+    return None if status is None else str(status)
+
+
+# --- the reaper's share ------------------------------------------------------------------------------
+
+
+def reap_sweeps(maker: sessionmaker[Session], settings: WorkerSettings, publish: Publish) -> store.ChunkReapReport:
+    """Re-queue lost chunks, keep live sweep jobs alive, settle cancels; publish after the commit.
+
+    Run it before :func:`db.jobs.reap` in the same reaper pass.
+    """
+    with session_scope(maker) as session:
+        report = store.reap_chunks(session, settings.stale_after_s, settings.republish_after_s,
+                                   settings.max_attempts)
+    for chunk_id in report.republish:
+        try:
+            publish(chunk_id)
+        except Exception:  # the next pass republishes it
+            logger.exception("could not republish sweep chunk %s", chunk_id)
+    if report.requeued or report.failed or report.cancelled_jobs:
+        logger.info("sweep reaper: requeued=%d failed=%d cancelled=%d republished=%d", len(report.requeued),
+                    len(report.failed), len(report.cancelled_jobs), len(report.republish))
+    return report
+
+
+# --- Celery tasks ---------------------------------------------------------------------------------------
+
+
+def publisher(task: Task) -> Publish:
+    """Publish ``molrg.sweep_chunk`` for a chunk id on the gpu queue."""
+
+    def publish(chunk_id: uuid.UUID) -> None:
+        task.app.send_task(CHUNK_TASK, kwargs={"chunk_id": str(chunk_id)}, queue="gpu")
+
+    return publish
+
+
+def _uuid(value: str) -> uuid.UUID | None:
+    try:
+        return uuid.UUID(str(value))
+    except ValueError:
+        return None
+
+
+@app.task(name=SWEEP_TASK, bind=True)
+def sweep(self: Task, job_id: str) -> str:
+    """Plan a sweep job into chunks and publish them."""
+    resources.set_settings(app_settings(self.app))
+    jid = _uuid(job_id)
+    if jid is None:
+        logger.error("%s: ignoring message with invalid job id %r", SWEEP_TASK, job_id)
+        return "invalid"
+    return plan_sweep_job(resources.get_sessionmaker(), resources.get_settings(), jid, publisher(self),
+                          self.request.hostname)
+
+
+@app.task(name=CHUNK_TASK, bind=True)
+def sweep_chunk(self: Task, chunk_id: str) -> str:
+    """Run one chunk of a sweep."""
+    resources.set_settings(app_settings(self.app))
+    cid = _uuid(chunk_id)
+    if cid is None:
+        logger.error("%s: ignoring message with invalid chunk id %r", CHUNK_TASK, chunk_id)
+        return "invalid"
+    try:
+        return run_sweep_chunk(resources.get_sessionmaker(), resources.get_settings(), cid,
+                               resources.get_device, self.request.hostname)
+    except TRANSIENT_ERRORS as exc:
+        raise self.retry(exc=exc, countdown=CHUNK_RETRY_COUNTDOWN_S, max_retries=CHUNK_MAX_RETRIES) from exc
