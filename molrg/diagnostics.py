@@ -36,8 +36,9 @@ def _padded(bases: BasesLike, like: Tensor) -> tuple[Tensor, list[int]]:
         U = bases
         dims = [int(v) for v in (U.square().sum(-2) > 0.5).sum(-1).tolist()]
     else:
-        U = pad_bases(list(bases))
-        dims = [int(B.shape[1]) for B in bases]
+        mats = [torch.as_tensor(B, dtype=torch.float64) for B in bases]
+        U = pad_bases(mats)
+        dims = [int(B.shape[1]) for B in mats]
     if U.shape[1] != like.shape[-1]:
         raise ValueError(f"bases have n={U.shape[1]} but samples have n={like.shape[-1]}")
     return U.to(device=like.device, dtype=like.dtype), dims

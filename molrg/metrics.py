@@ -183,7 +183,7 @@ def _as_padded(bases: BasesLike) -> Tensor:
         if bases.ndim == 2:
             return bases[None]
         return bases
-    return pad_bases(list(bases))
+    return pad_bases([torch.as_tensor(B) for B in bases])
 
 
 def recovery_error(bases_hat: BasesLike, bases_true: BasesLike) -> float:
