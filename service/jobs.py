@@ -46,6 +46,8 @@ def to_read(job: Job) -> JobRead:
         links["sample_set"] = f"{API}/sample-sets/{result['sample_set_id']}"
     if job.params.get("dataset_id"):
         links["dataset"] = f"{API}/datasets/{job.params['dataset_id']}"
+    if job.kind == JobKind.sweep and job.params.get("sweep_id"):
+        links["sweep"] = f"{API}/sweeps/{job.params['sweep_id']}"
     if job.kind == JobKind.sample and job.params.get("model_id"):
         links["source_model"] = f"{API}/models/{job.params['model_id']}"
     started, finished = _aware(job.started_at), _aware(job.finished_at)

@@ -54,7 +54,7 @@ class JobCollector(Collector):
         hist = HistogramMetricFamily("molrg_job_duration_seconds", "Run time (started -> finished) of finished jobs",
                                      labels=["kind", "status"])
         for (kind, status), durations in sorted(per.items()):
-            buckets = [(str(b) if b != float("inf") else "+Inf", float(sum(d <= b for d in durations)))
+            buckets = [(str(float(b)) if b != float("inf") else "+Inf", float(sum(d <= b for d in durations)))
                        for b in DURATION_BUCKETS]
             hist.add_metric([kind, status], buckets, sum(durations))
         yield hist

@@ -31,6 +31,7 @@ class ServiceSettings(BaseSettings):
     max_json_bytes: int = Field(default=1024 * 1024, ge=1, description="Max size of a JSON request body.")
     max_page_size: int = Field(default=200, ge=1, description="Max `limit` of list endpoints.")
     job_max_attempts: int = Field(default=3, ge=1, description="Attempts before a crashing job fails.")
+    max_sweep_fits: int = Field(default=50_000, ge=1, description="Max fits (cells x trials x methods) of a sweep.")
 
     @model_validator(mode="after")
     def _defaults_from_data_dir(self) -> "ServiceSettings":

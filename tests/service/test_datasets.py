@@ -62,8 +62,8 @@ def test_create_and_download_synthetic(api: Any) -> None:
         ({"ambient_dim": 8, "dims": [2, 2], "samples_per_component": [1]}, "synthetic.samples_per_component", "len("),
     ],
 )
-def test_synthetic_validation(api: Any, synthetic: dict[str, Any], field: str, reason: str | None) -> None:
-    r = api.client.post("/api/v1/datasets", json={"name": "bad", "synthetic": synthetic}, headers=api.key())
+def test_synthetic_validation(sapi: Any, synthetic: dict[str, Any], field: str, reason: str | None) -> None:
+    r = sapi.client.post("/api/v1/datasets", json={"name": "bad", "synthetic": synthetic}, headers=sapi.key())
     body = assert_problem(r, 422, field)
     if reason:
         assert any(reason in e["reason"] for e in body["errors"]), body
