@@ -64,9 +64,14 @@ def principal_angles(U_hat: Tensor, U: Tensor) -> Tensor:
     Tensor of shape (..., min(d1, d2)), float64
     """
     _check_pair(U_hat, U, "principal_angles")
-    M = U_hat.to(torch.float64).transpose(-1, -2) @ U.to(torch.float64)
-    cosines = torch.linalg.svdvals(M).clamp(0.0, 1.0)
-    return torch.arccos(cosines)
+    A, B = U_hat.to(torch.float64), U.to(torch.float64)
+    if A.shape[-1] > B.shape[-1]:
+        A, B = B, A
+    # angle = atan2(sin, cos): arccos alone loses all accuracy for angles below ~1e-8.
+    M = A.transpose(-1, -2) @ B
+    cosines = torch.linalg.svdvals(M)  # descending -> angles ascending
+    sines = torch.linalg.svdvals(A - B @ M.transpose(-1, -2)).flip(-1)  # ascending, same angles
+    return torch.atan2(sines, cosines)
 
 
 def projection_distance(U_hat: Tensor, U: Tensor) -> Tensor:
@@ -130,9 +135,13 @@ def match_components(E: Tensor) -> tuple[Tensor, Tensor]:
     if K <= _BRUTE_FORCE_MAX_K:
         perms = torch.tensor(list(itertools.permutations(range(K))), device=E.device, dtype=torch.long)
         cols = torch.arange(K, device=E.device)
-        costs = Et[..., cols[None, :], perms]  # (..., P, K)
-        best = costs.sum(-1).argmin(-1)  # (...,)
-        perm = perms[best]  # (..., K)
+        flat = Et.reshape(-1, K, K)
+        # chunks keep the (items, K!, K) cost tensor small for large batches
+        step = max(1, (1 << 22) // (perms.shape[0] * K))
+        best = torch.cat(
+            [flat[i : i + step][:, cols[None, :], perms].sum(-1).argmin(-1) for i in range(0, max(flat.shape[0], 1), step)]
+        )
+        perm = perms[best].reshape(E.shape[:-1])  # (..., K)
     else:
         flat = Et.detach().reshape(-1, K, K).cpu().numpy()
         rows = []
