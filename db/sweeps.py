@@ -99,9 +99,9 @@ class ChunkReapReport:
 
 
 def create_sweep(session: Session, *, owner: str, job_id: uuid.UUID, spec: dict[str, Any],
-                 fits_total: int) -> Sweep:
+                 fits_total: int, sweep_id: uuid.UUID | None = None) -> Sweep:
     """Add the sweep row of a new sweep job (the service does this in the job's transaction)."""
-    sweep = Sweep(owner=owner, job_id=job_id, spec=spec, fits_total=fits_total, fits_done=0,
+    sweep = Sweep(id=sweep_id or uuid.uuid4(), owner=owner, job_id=job_id, spec=spec, fits_total=fits_total, fits_done=0,
                   chunks_done=0, report_fits=0, report_final=False)
     session.add(sweep)
     session.flush()

@@ -17,7 +17,7 @@ REAP_TASK = "molrg.reap"
 def make_celery(settings: WorkerSettings | None = None) -> Celery:
     """Build a configured Celery app; creating it connects to nothing."""
     settings = settings or WorkerSettings()
-    app = Celery("molrg", broker=settings.broker_url, include=["workers.tasks"])
+    app = Celery("molrg", broker=settings.broker_url, include=["workers.tasks", "workers.sweeps"])
     job_tasks = [task_name(kind) for kind in JobKind]
     app.conf.update(
         broker_transport_options=settings.broker_transport_options(),

@@ -336,9 +336,13 @@ def reap_sweeps(maker: sessionmaker[Session], settings: WorkerSettings, publish:
 
     Run it before :func:`db.jobs.reap` in the same reaper pass.
     """
-    with session_scope(maker) as session:
-        report = store.reap_chunks(session, settings.stale_after_s, settings.republish_after_s,
-                                   settings.max_attempts)
+    try:
+        with session_scope(maker) as session:
+            report = store.reap_chunks(session, settings.stale_after_s, settings.republish_after_s,
+                                       settings.max_attempts)
+    except Exception:  # never block the job reaper that runs next; the next pass retries
+        logger.exception("sweep reaper pass failed")
+        return store.ChunkReapReport()
     for chunk_id in report.republish:
         try:
             publish(chunk_id)

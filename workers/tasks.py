@@ -7,7 +7,7 @@ from celery import Task
 
 from db import jobs
 from db.enums import JobKind, task_name
-from workers import pipelines, resources
+from workers import pipelines, resources, sweeps
 from workers.celery_app import REAP_TASK, app, app_settings
 
 logger = logging.getLogger(__name__)
@@ -51,6 +51,8 @@ def reap(self: Task) -> dict[str, int]:
     def publish(item: jobs.Republish) -> None:
         self.app.send_task(task_name(item.kind), kwargs={"job_id": str(item.job_id)}, queue=item.queue)
 
+    # Sweep chunks first: it refreshes live sweep jobs so the job reaper judges them by their chunks.
+    sweeps.reap_sweeps(resources.get_sessionmaker(), resources.get_settings(), sweeps.publisher(self))
     report = pipelines.run_reap(resources.get_sessionmaker(), resources.get_settings(), publish)
     return {"requeued": len(report.requeued), "failed": len(report.failed), "cancelled": len(report.cancelled),
             "republished": len(report.republished)}
