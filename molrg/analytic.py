@@ -187,9 +187,13 @@ def exact_denoiser(bases: Sequence[Tensor] | Tensor, weights: Sequence[float] | 
             raise ValueError(f"weights: expected {K} non-negative entries, got {pi.tolist()}")
         pi = pi / pi.sum()
     log_pi0 = torch.log(pi)
+    cache: dict[tuple[torch.device, torch.dtype], tuple[Tensor, Tensor]] = {}
 
     def denoiser(x: Tensor, sigma: Tensor | float) -> Tensor:
-        U = U0.to(device=x.device, dtype=x.dtype)
-        return posterior_mean(x, U, dims, log_pi0.to(device=x.device, dtype=x.dtype), 1.0, sigma)
+        key = (x.device, x.dtype)
+        if key not in cache:  # one copy per device/dtype, not one per call
+            cache[key] = (U0.to(device=x.device, dtype=x.dtype), log_pi0.to(device=x.device, dtype=x.dtype))
+        U, log_pi = cache[key]
+        return posterior_mean(x, U, dims, log_pi, 1.0, sigma)
 
     return denoiser
