@@ -132,8 +132,13 @@ def up(host: str, port: int, data_dir: str | None, workers: int, no_worker: bool
                                           start_new_session=True))
     server = uvicorn.Server(uvicorn.Config(create_app(settings), host=host, port=port, log_level="info"))
     click.echo(f"molrg API docs: http://{host}:{port}/docs")
+    received: list[int] = []
+    # uvicorn handles SIGINT/SIGTERM itself, then re-raises the signal to the handler that was installed
+    # before it: make that one only record it, so the workers are stopped and we exit cleanly.
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda signum, _frame: received.append(signum))
     try:
-        server.run()  # uvicorn handles SIGINT/SIGTERM and returns
+        server.run()
     finally:
         stop_workers(procs)
 

@@ -43,23 +43,27 @@ def _choice(*allowed: str) -> Check:
     return check
 
 
-# Known options per method; the values here are what the workers accept (docs/CONTRACTS.md).
+# Known options per method, mirroring molrg.fitting (which the API must not import): names and choices.
 FIT_OPTIONS: dict[str, dict[str, Check]] = {
     "diffusion": {
-        "model": _choice("softmax", "hardmax", "linear"),
-        "schedule": _choice("edm", "ve", "vp"),
+        "model": _choice("auto", "linear", "hardmax", "softmax"),
+        "schedule": _choice("vp", "ve", "edm"),
+        "weighting": _choice("unit", "edm"),
+        "n_quad": _positive_int("max_steps"),
         "lr": _positive_float,
         "steps": _positive_int("max_train_steps"),
         "restarts": _positive_int("max_restarts"),
-        "init": _choice("random", "spectral", "kss", "subspace_clustering", "pca"),
+        "init": _choice("random", "data", "pca", "ksubspaces"),
         "batch_size": _positive_int("max_rows"),
         "optimizer": _choice("adam", "sgd"),
         "retraction": _choice("qr", "polar"),
+        "tol": _positive_float,
+        "sigma_data": _positive_float,
     },
     "subspace_clustering": {
         "n_restarts": _positive_int("max_restarts"),
         "max_iter": _positive_int("max_train_steps"),
-        "init": _choice("random", "spectral", "data", "mixed"),
+        "init": _choice("data", "random"),
     },
     "pca": {},
 }
