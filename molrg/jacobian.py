@@ -4,8 +4,9 @@ For the low-rank model the rank ratio rank/n is ``d/n`` at high SNR (one compone
 ``sum_k d_k / n`` at low SNR (weights spread over all components).
 
 The Jacobian is built from n vector-Jacobian products of the batched denoiser (one per output
-coordinate). This needs only plain autograd, so it works for any differentiable denoiser, and it is
-exact because a denoiser treats the samples of a batch independently.
+coordinate, vmapped into one backward pass when the denoiser's ops allow it). This needs only
+autograd, so it works for any differentiable denoiser, and it is exact because a denoiser treats
+the samples of a batch independently.
 """
 
 from __future__ import annotations
@@ -53,11 +54,17 @@ def denoiser_jacobian(denoiser: Denoiser, x: Tensor, sigma: float | Tensor) -> T
     with torch.enable_grad():
         xg = x.detach().clone().requires_grad_(True)
         out = denoiser(xg, sig)
-        rows = []
-        for j in range(n):
-            (g,) = torch.autograd.grad(out[:, j].sum(), xg, retain_graph=j < n - 1)
-            rows.append(g)
-    return torch.stack(rows, dim=1)  # (M, n_out, n_in)
+        if out.shape != x.shape:
+            raise ValueError(f"denoiser returned shape {tuple(out.shape)} for input {tuple(x.shape)}")
+        # cotangent j selects output coordinate j of every sample
+        eye = torch.eye(n, dtype=out.dtype, device=out.device)[:, None, :].expand(n, M, n)
+        try:  # all n VJPs in one vmapped backward pass
+            (rows,) = torch.autograd.grad(out, xg, eye, retain_graph=True, is_grads_batched=True)
+        except RuntimeError:  # a denoiser op without a batching rule: one VJP per coordinate
+            rows = torch.stack(
+                [torch.autograd.grad(out, xg, eye[j], retain_graph=j < n - 1)[0] for j in range(n)]
+            )
+    return rows.transpose(0, 1)  # (M, n_out, n_in)
 
 
 def jacobian_rank(

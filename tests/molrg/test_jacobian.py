@@ -44,3 +44,17 @@ def test_rank_along_heun_trajectory(model):
     assert rep["rank_ratio"][0] == pytest.approx(6 / 20)
     assert rep["rank_ratio"][-1] == pytest.approx(3 / 20)
     assert all(a >= b for a, b in zip(rep["rank_mean"], rep["rank_mean"][1:], strict=False))
+
+
+def test_loop_fallback_when_vmap_is_unavailable(model, monkeypatch):
+    data, D = model
+    want = denoiser_jacobian(D, data.X, 0.3)
+    real_grad = torch.autograd.grad
+
+    def no_batched(*args, **kwargs):
+        if kwargs.get("is_grads_batched"):
+            raise RuntimeError("no batching rule")
+        return real_grad(*args, **kwargs)
+
+    monkeypatch.setattr(torch.autograd, "grad", no_batched)
+    torch.testing.assert_close(denoiser_jacobian(D, data.X, 0.3), want, atol=1e-13, rtol=0)
