@@ -61,7 +61,8 @@ def test_two_components_recovered_and_sampled(stack: Stack, method: str) -> None
     assert job["status"] == "succeeded", job
     sset = stack.client.get(f"/api/v1/sample-sets/{job['result']['sample_set_id']}").raise_for_status().json()
     diag = sset["diagnostics"]
-    assert diag["residual_true"]["median"] < 1e-2, diag
+    assert diag["true"]["residual"]["median"] < 1e-2, diag
+    assert diag["fitted"]["residual"]["median"] < 1e-2, diag
     X = np.load(io.BytesIO(stack.client.get(f"/api/v1/sample-sets/{sset['id']}/samples.npy").content))
     assert X.shape == (200, 48) and np.isfinite(X).all()
 
