@@ -54,7 +54,9 @@ def to_read(job: Job) -> JobRead:
     duration = None
     if started is not None:
         duration = ((finished or utcnow()) - started).total_seconds()
-    return JobRead.model_validate(job).model_copy(update={"links": links, "duration_s": duration})
+    progress = min(max(float(job.progress or 0.0), 0.0), 1.0)  # tolerate float noise from workers
+    return JobRead.model_validate(job).model_copy(
+        update={"links": links, "duration_s": duration, "progress": progress})
 
 
 def _submit(session: Session, queue: JobQueue, principal: Principal, kind: JobKind, params: dict[str, Any],

@@ -44,7 +44,11 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     settings: ServiceSettings = app.state.settings
     if settings.database_url.startswith("sqlite") or settings.is_filesystem_broker:
         settings.ensure_dirs()
-    engine = make_engine(settings.database_url)
+    extra: dict[str, Any] = {}
+    if settings.database_url.startswith("postgresql"):
+        # Fail fast (-> 503) instead of hanging when PostgreSQL is down.
+        extra = {"connect_args": {"connect_timeout": 5}, "pool_timeout": 10}
+    engine = make_engine(settings.database_url, **extra)
     app.state.engine = engine
     app.state.sessionmaker = make_sessionmaker(engine)
     app.state.celery = make_celery_client(settings)

@@ -127,7 +127,7 @@ class JobRead(_Response):
     id: uuid.UUID
     kind: JobKind
     status: JobStatus
-    progress: float = Field(ge=0.0, le=1.0)
+    progress: float = Field(description="Fraction done, 0..1 (progress_detail has the counts).")
     progress_detail: dict[str, Any] | None = None
     params: dict[str, Any]
     created_at: UTCDateTime

@@ -27,7 +27,7 @@ OCTET = {200: {"content": {"application/octet-stream": {"schema": {"type": "stri
 def build_api_router() -> APIRouter:
     from service.routes import datasets, fits, jobs, models, sample_sets, sweeps
 
-    router = APIRouter(prefix="/api/v1", responses=problems(401, 503))
+    router = APIRouter(prefix="/api/v1", responses=problems(401, 422, 503))
     for module in (datasets, fits, models, jobs, sample_sets, sweeps):
         router.include_router(module.router)
     return router

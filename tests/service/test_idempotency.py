@@ -53,3 +53,30 @@ def test_upload_replay(sapi: Any) -> None:
     assert a.status_code == b.status_code == 201 and a.json()["id"] == b.json()["id"]
     c = sapi.client.post("/api/v1/datasets/upload", files={"file": ("a.npy", npy(np.zeros((3, 2))))}, headers=h)
     assert_problem(c, 422, code="idempotency_key_reused")
+
+
+def test_concurrent_same_key_replays_or_conflicts(sapi: Any, monkeypatch: Any) -> None:
+    """A request that loses the insert race on the unique (owner, key) gets the winner's resource,
+    or 409 while no committed row is visible."""
+    import service.datasets as ds_cases
+    from service.errors import IdempotencyKeyInProgress
+
+    h = sapi.key() | {"Idempotency-Key": "race"}
+    first = sapi.client.post("/api/v1/datasets", json=SYNTH, headers=h).json()
+    real = ds_cases.find_replay
+    calls = {"n": 0}
+
+    def blind_first(*args: Any, **kwargs: Any) -> Any:
+        calls["n"] += 1
+        return None if calls["n"] == 1 else real(*args, **kwargs)  # the loser did not see the row yet
+
+    monkeypatch.setattr(ds_cases, "find_replay", blind_first)
+    again = sapi.client.post("/api/v1/datasets", json=SYNTH, headers=h)
+    assert again.status_code == 201 and again.json()["id"] == first["id"] and calls["n"] == 2
+
+    def in_progress(*args: Any, **kwargs: Any) -> Any:
+        return None
+
+    monkeypatch.setattr(ds_cases, "find_replay", in_progress)
+    r = sapi.client.post("/api/v1/datasets", json=SYNTH, headers=h)
+    assert_problem(r, 409, code=IdempotencyKeyInProgress.code)
