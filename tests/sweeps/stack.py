@@ -1,0 +1,154 @@
+"""A service whose worker processes the test controls: ``molrg up --no-worker`` for the API, plus
+Celery worker processes started (and SIGKILLed) here. Used by the sweep e2e tests and bench/."""
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+ROOT = Path(__file__).resolve().parents[2]
+PG_ADMIN_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
+REDIS_URL = "redis://127.0.0.1:6379"
+
+
+def port_open(host: str, port: int) -> bool:
+    try:
+        with socket.create_connection((host, port), timeout=1):
+            return True
+    except OSError:
+        return False
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def postgres_redis_env(redis_db: int = 10) -> dict[str, str]:
+    """A fresh PostgreSQL database and an emptied Redis db; MOLRG_* variables pointing at them."""
+    import redis
+    import sqlalchemy as sa
+
+    name = f"molrg_sw_{uuid.uuid4().hex[:8]}"
+    admin = sa.create_engine(PG_ADMIN_URL, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
+    admin.dispose()
+    broker = f"{REDIS_URL}/{redis_db}"
+    redis.Redis.from_url(broker).flushdb()
+    return {"MOLRG_DATABASE_URL": f"postgresql+psycopg://postgres@127.0.0.1:5432/{name}", "MOLRG_BROKER_URL": broker}
+
+
+def drop_database(url: str) -> None:
+    import sqlalchemy as sa
+
+    admin = sa.create_engine(PG_ADMIN_URL, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{url.rsplit("/", 1)[1]}" WITH (FORCE)'))
+    admin.dispose()
+
+
+@dataclass
+class SweepStack:
+    """The API process, its client, and the worker processes started so far."""
+
+    data_dir: Path
+    env: dict[str, str]
+    url: str = ""
+    api: subprocess.Popen[bytes] | None = None
+    client: httpx.Client | None = None
+    workers: list[subprocess.Popen[bytes]] = field(default_factory=list)
+    _logs: list[Any] = field(default_factory=list)
+
+    def start_api(self, timeout: float = 90.0) -> None:
+        port = free_port()
+        log = open(self.data_dir / "api.log", "wb")  # noqa: SIM115
+        self._logs.append(log)
+        exe = str(Path(sys.executable).parent / "molrg")
+        self.api = subprocess.Popen([exe, "up", "--no-worker", "--host", "127.0.0.1", "--port", str(port),
+                                     "--data-dir", str(self.data_dir)], cwd=ROOT, env=self.env, stdout=log,
+                                    stderr=subprocess.STDOUT, start_new_session=True)
+        self.url = f"http://127.0.0.1:{port}"
+        key_file = self.data_dir / "api-key"
+        deadline = time.monotonic() + timeout
+        while True:
+            if self.api.poll() is not None:
+                raise RuntimeError("API exited:\n" + self.log("api"))
+            try:
+                if httpx.get(self.url + "/health/live", timeout=2).status_code == 200 and key_file.exists():
+                    break
+            except httpx.HTTPError:
+                pass
+            if time.monotonic() > deadline:
+                raise RuntimeError("API not ready:\n" + self.log("api"))
+            time.sleep(0.3)
+        key = key_file.read_text().strip()
+        self.client = httpx.Client(base_url=self.url, headers={"Authorization": f"Bearer {key}"}, timeout=30)
+
+    def start_worker(self, beat: bool = True) -> subprocess.Popen[bytes]:
+        """One Celery worker process (its own session, so a SIGKILL of the group kills its children)."""
+        index = len(self.workers)
+        cmd = [sys.executable, "-m", "celery", "-A", "workers.celery_app", "worker", "-Q", "gpu,cpu",
+               "--pool", "prefork", "--concurrency", "1", "--max-tasks-per-child", "1",
+               "--without-mingle", "--without-gossip", "-l", "info", "-n", f"sweep{index}@%h"]
+        if beat:
+            cmd += ["-B", "-s", str(self.data_dir / f"celerybeat-schedule-{index}")]
+        log = open(self.data_dir / f"worker{index}.log", "wb")  # noqa: SIM115
+        self._logs.append(log)
+        env = {**self.env, "MOLRG_DATA_DIR": str(self.data_dir)}
+        proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
+                                start_new_session=True)
+        self.workers.append(proc)
+        return proc
+
+    def kill_worker(self, proc: subprocess.Popen[bytes]) -> None:
+        """SIGKILL the worker's whole process group: no warm shutdown, no acks, no cleanup."""
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+
+    def log(self, name: str) -> str:
+        path = self.data_dir / f"{name}.log"
+        return path.read_text(errors="replace")[-4000:] if path.exists() else ""
+
+    def wait_job(self, job_id: str, timeout: float) -> dict[str, Any]:
+        assert self.client is not None
+        deadline = time.monotonic() + timeout
+        while True:
+            job = self.client.get(f"/api/v1/jobs/{job_id}").raise_for_status().json()
+            if job["status"] in ("succeeded", "failed", "cancelled"):
+                return job
+            if time.monotonic() > deadline:
+                logs = "\n".join(self.log(f"worker{i}") for i in range(len(self.workers)))
+                raise AssertionError(f"job {job_id} still {job['status']} after {timeout}s\n{logs}")
+            time.sleep(0.25)
+
+    def stop(self) -> None:
+        if self.client is not None:
+            self.client.close()
+        for proc in [*self.workers, *([self.api] if self.api else [])]:
+            if proc.poll() is None:
+                os.killpg(proc.pid, signal.SIGTERM)
+        for proc in [*self.workers, *([self.api] if self.api else [])]:
+            try:
+                proc.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait()
+        for log in self._logs:
+            log.close()
+
+
+def base_env(extra: dict[str, str] | None = None) -> dict[str, str]:
+    """The environment without any MOLRG_* of the caller, plus ``extra``."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MOLRG_")}
+    env.update(extra or {})
+    return env
