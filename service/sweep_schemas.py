@@ -199,6 +199,21 @@ class HeatmapRef(BaseModel):
     url: str
 
 
+class ChunkRead(BaseModel):
+    """One chunk of the sweep: which worker ran it, how many attempts it took."""
+
+    model_config = ConfigDict(from_attributes=True)
+
+    index: int
+    status: str
+    attempts: int
+    n_fits: int
+    worker: str | None = None
+    error: str | None = None
+    started_at: UTCDateTime | None = None
+    finished_at: UTCDateTime | None = None
+
+
 class SweepRead(BaseModel):
     """A sweep: spec, status, progress, and the (partial until ``final``) results."""
 
@@ -213,6 +228,7 @@ class SweepRead(BaseModel):
     cells: list[SweepCell]
     transitions: list[Transition]
     heatmaps: list[HeatmapRef]
+    chunks: list[ChunkRead] = Field(default_factory=list, description="Chunk status, attempts and worker.")
     created_at: UTCDateTime
     finished_at: UTCDateTime | None = None
     links: dict[str, str] = Field(default_factory=dict)

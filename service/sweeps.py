@@ -23,6 +23,7 @@ from service.queue import JobQueue
 from service.scoping import API, get_visible, visible
 from service.settings import ServiceSettings
 from service.sweep_schemas import (
+    ChunkRead,
     HeatmapRef,
     SweepCell,
     SweepCreate,
@@ -116,6 +117,7 @@ def to_read(session: Session, sweep: Sweep) -> SweepRead:
         n_fits=sweep.fits_total, progress=_progress(sweep), final=bool(sweep.report_final),
         cells=[SweepCell.model_validate(c) for c in report.get("cells", [])],
         transitions=[_transition(t) for t in report.get("transitions", [])], heatmaps=heatmaps,
+        chunks=[ChunkRead.model_validate(c) for c in store.chunks(session, sweep.id)],
         created_at=sweep.created_at, finished_at=sweep.finished_at, links=_links(sweep),
     )
 
