@@ -105,7 +105,10 @@ def route_template(scope: Scope) -> str:
     """``/api/v1/jobs/{job_id}`` rather than the concrete path; ``unmatched`` when no route matched."""
     if scope.get("route") is None:
         return "unmatched"
-    template = str(scope.get("path", ""))
-    for name, value in (scope.get("path_params") or {}).items():
-        template = template.replace(str(value), "{" + name + "}", 1) if str(value) else template
-    return template
+    path = str(scope.get("path", ""))
+    # Path parameters sit at the end of our templates: replace from the right.
+    for name, value in reversed(list((scope.get("path_params") or {}).items())):
+        head, sep, tail = path.rpartition(str(value))
+        if sep and str(value):
+            path = head + "{" + name + "}" + tail
+    return path
