@@ -1,0 +1,321 @@
+"""Batched fitting of MoLRG bases: PCA, K-subspaces, diffusion training (spec sections 4, 5, 11).
+
+``fit_batched`` runs B independent trials as one tensor program. Rows of X past ``n_valid[b]``
+are zero padding, so fits with different N batch together. All randomness comes from one
+``torch.Generator(seed)`` whose draws are shared by the trials (shape (R, ...), broadcast over B):
+trial b's fit does not depend on the rest of the batch.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from molrg.bases import column_mask
+from molrg.ksubspaces import k_subspaces, seed_bases, valid_rows
+from molrg.losses import (
+    SCHEDULES,
+    WEIGHTINGS,
+    hardmax_loss_and_grad,
+    loss_coefficients,
+    row_weights,
+    softmax_mc_loss,
+)
+from molrg.metrics import subspace_clustering_objective
+from molrg.pca import pca_bases
+from molrg.stiefel import OPTIMIZERS, RETRACTIONS, StiefelOptimizer, random_stiefel
+
+METHODS = ("pca", "subspace_clustering", "diffusion")
+MODELS = ("auto", "linear", "hardmax", "softmax")
+INITS = ("random", "data", "pca", "ksubspaces")
+_COMMON = {"n_valid": None, "schedule": "edm", "weighting": "unit", "n_quad": 64}
+_DEFAULTS: dict[str, dict[str, Any]] = {
+    "pca": {},
+    "subspace_clustering": {"n_restarts": 10, "max_iter": 100, "init": "data"},
+    "diffusion": {
+        "model": "auto", "lr": None, "steps": 2000, "restarts": None, "init": None, "batch_size": 64,
+        "optimizer": "adam", "retraction": "qr", "tol": 1e-5, "callback_every": 25, "sigma_data": None,
+    },
+}
+_CHOICES = {
+    "schedule": SCHEDULES, "weighting": WEIGHTINGS, "model": MODELS, "init": INITS,
+    "optimizer": OPTIMIZERS, "retraction": RETRACTIONS,
+}
+_POSITIVE_INT = ("n_quad", "n_restarts", "max_iter", "steps", "restarts", "batch_size", "callback_every")
+
+
+@dataclass(frozen=True)
+class FitProgress:
+    """Progress report passed to a fit callback; returning True from the callback stops the fit."""
+
+    step: int
+    total_steps: int
+    loss: float
+    restart: int
+    n_restarts: int
+
+
+@dataclass
+class BatchFit:
+    """Result of :func:`fit_batched` (spec section 5).
+
+    bases (B, K, n, dmax) padded; weights (B, K); loss_history (B, T) or None; diffusion_loss (B,):
+    exact expected hard-max/linear loss (section 4) under the chosen schedule; sc_objective (B,):
+    sum_i max_k ||U_k^T x_i||^2; info: JSON-able details (init, winning restart, steps, convergence).
+    """
+
+    bases: Tensor
+    weights: Tensor
+    loss_history: Tensor | None
+    diffusion_loss: Tensor
+    sc_objective: Tensor
+    info: dict[str, Any]
+
+
+Callback = Callable[[FitProgress], bool | None]
+
+
+def _validate(X: Tensor, dims: Sequence[int], method: str, options: dict[str, Any]) -> dict[str, Any]:
+    if method not in METHODS:
+        raise ValueError(f"method: expected one of {METHODS}, got {method!r}")
+    if X.ndim != 3:
+        raise ValueError(f"X: expected shape (B, N, n), got {tuple(X.shape)}")
+    if not bool(torch.isfinite(X).all()):
+        raise ValueError("X: contains NaN or inf")
+    n = X.shape[-1]
+    if len(dims) < 1 or any(int(d) < 1 or int(d) >= n for d in dims):
+        raise ValueError(f"dims: need K >= 1 entries with 1 <= d_k < n = {n}, got {list(dims)}")
+    if method == "pca" and len(dims) != 1:
+        raise ValueError(f"method='pca' needs K = 1 component, got dims={list(dims)}; use 'subspace_clustering'")
+    allowed = {**_COMMON, **_DEFAULTS[method]}
+    unknown = sorted(set(options) - set(allowed))
+    if unknown:
+        raise ValueError(f"unknown option(s) {unknown} for method={method!r}; allowed: {sorted(allowed)}")
+    opts = {**allowed, **options}
+    for key, choices in _CHOICES.items():
+        if key in opts and opts[key] is not None and opts[key] not in choices:
+            raise ValueError(f"{key}: expected one of {choices}, got {opts[key]!r}")
+    for key in _POSITIVE_INT:
+        if key in opts and opts[key] is not None and (not isinstance(opts[key], int) or opts[key] < 1):
+            raise ValueError(f"{key}: expected a positive int, got {opts[key]!r}")
+    for key in ("lr", "tol", "sigma_data"):
+        if opts.get(key) is not None and not (isinstance(opts[key], int | float) and opts[key] > 0):
+            raise ValueError(f"{key}: expected a positive number, got {opts[key]!r}")
+    nv = opts["n_valid"]
+    if nv is not None:
+        nv = torch.as_tensor(nv, dtype=torch.int64).reshape(-1)
+        if nv.numel() != X.shape[0] or bool((nv < 1).any()) or bool((nv > X.shape[1]).any()):
+            raise ValueError(f"n_valid: expected B = {X.shape[0]} ints in [1, N = {X.shape[1]}]")
+        opts["n_valid"] = nv.to(X.device)
+    if method == "diffusion":
+        K = len(dims)
+        model = opts["model"]
+        if model == "auto":
+            model = "linear" if K == 1 else "hardmax"  # the exact-loss models; soft-max on request
+        if model == "linear" and K != 1:
+            raise ValueError(f"model='linear' needs K = 1, got K = {K}; use 'hardmax' or 'softmax'")
+        opts["model"] = model
+        if opts["init"] is None:
+            opts["init"] = "random" if K == 1 else "data"
+        if opts["restarts"] is None:
+            opts["restarts"] = 1 if (K == 1 or opts["init"] == "ksubspaces") else 4
+        if opts["lr"] is None:
+            opts["lr"] = {("adam", True): 0.05, ("adam", False): 0.01, ("sgd", True): 0.5, ("sgd", False): 0.1}[
+                (opts["optimizer"], model != "softmax")
+            ]
+    return opts
+
+
+def _cluster_weights(X: Tensor, U: Tensor, valid: Tensor) -> Tensor:
+    """pi_k = fraction of valid samples with k = argmax_l ||U_l^T x_i|| (spec section 6)."""
+    E = torch.einsum("bin,bknd->bkid", X, U).square().sum(-1)
+    onehot = torch.nn.functional.one_hot(E.argmax(-2), U.shape[1]).to(X.dtype) * valid[..., None]
+    return onehot.sum(-2) / valid.sum(-1, keepdim=True).to(X.dtype)
+
+
+def _initial_bases(
+    X: Tensor, dims: Sequence[int], init: str, R: int, g: torch.Generator, valid: Tensor, opts: dict[str, Any]
+) -> tuple[Tensor, dict[str, Any]]:
+    """Initial bases (B, R, K, n, dmax) for diffusion training (spec section 4, remedies of local minima)."""
+    B, _, n = X.shape
+    K, dmax = len(dims), max(dims)
+    info: dict[str, Any] = {}
+    if init == "random":
+        U = random_stiefel((R, K, n, dmax), dims, g, torch.float64).expand(B, R, K, n, dmax)
+    elif init == "data":
+        U = seed_bases(X, dims, R, g, valid)
+    elif init == "pca":
+        P = pca_bases(X.to(torch.float64), min(sum(dims), n - 1))[:, 0]  # (B, n, D) top principal subspace
+        D = P.shape[-1]
+        rot = random_stiefel((R, 1, D, D), [D], g, torch.float64)[:, 0]  # restart 0 keeps the PCA order
+        rot[0] = torch.eye(D, dtype=torch.float64)
+        Q = torch.einsum("bnd,rde->brne", P, rot)
+        U = torch.zeros(B, R, K, n, dmax, dtype=torch.float64)
+        start = 0
+        for k, d_k in enumerate(dims):
+            cols = [(start + j) % D for j in range(d_k)]
+            U[:, :, k, :, :d_k] = Q[..., cols]
+            start += d_k
+    else:
+        ks = k_subspaces(X, dims, n_restarts=opts.get("ks_restarts", 10), seed=int(g.initial_seed()), n_valid=opts["n_valid"])
+        U = ks.bases.to(torch.float64)[:, None].expand(B, R, K, n, dmax)
+        info["ksubspaces_objective"] = ks.objective.tolist()
+    return (U * column_mask(dims, dmax, like=U)).to(device=X.device, dtype=X.dtype).contiguous(), info
+
+
+def _train(
+    X: Tensor, dims: Sequence[int], opts: dict[str, Any], g: torch.Generator, callback: Callback | None
+) -> tuple[Tensor, Tensor, dict[str, Any]]:
+    """Riemannian Adam/SGD on the exact (linear/hard-max) or Monte-Carlo (soft-max) loss (sections 4-5, 11)."""
+    B, N, n = X.shape
+    K, R, T = len(dims), opts["restarts"], opts["steps"]
+    model = opts["model"]
+    valid = valid_rows(X, opts["n_valid"])
+    w = row_weights(X, opts["n_valid"])  # (B, N)
+    U, info = _initial_bases(X, dims, opts["init"], R, g, valid, opts)
+    opt = StiefelOptimizer(dims, opts["optimizer"], opts["retraction"])
+    coef = loss_coefficients(opts["schedule"], opts["n_quad"], opts["weighting"])
+    energy = (w * X.square().sum(-1)).sum(-1)  # (B,) tr(X^T X)/N
+    Xr, wr = X[:, None], w[:, None]
+    history = torch.zeros(B, T, dtype=X.dtype, device=X.device)
+    lr0 = float(opts["lr"])
+    if model == "softmax":
+        nv = valid.sum(-1).to(X.dtype)
+        sd = opts["sigma_data"]
+        sigma_data = (energy / n).sqrt().clamp_min(1e-8)[:, None, None] if sd is None else float(sd)
+        log_pi = X.new_full((K,), -math.log(K))
+        M = opts["batch_size"]
+    step, stopped, conv = 0, False, torch.zeros(B, R, dtype=torch.bool, device=X.device)
+    gnorm = torch.full((B, R), float("inf"), dtype=X.dtype, device=X.device)
+    for step in range(1, T + 1):
+        lr = lr0 * (0.01 + 0.99 * 0.5 * (1 + math.cos(math.pi * (step - 1) / T)))  # cosine decay
+        if model == "softmax":
+            u = torch.rand((R, M), generator=g, dtype=torch.float64).to(X.device)
+            idx = (u[None] * nv[:, None, None]).long().clamp_max(N - 1)  # (B, R, M)
+            x0 = torch.gather(Xr.expand(B, R, N, n), 2, idx[..., None].expand(B, R, M, n))
+            sigma = torch.exp(-1.2 + 1.2 * torch.randn((R, M), generator=g, dtype=torch.float64)).to(X)
+            eps = torch.randn((R, M, n), generator=g, dtype=torch.float64).to(X)
+            Ug = U.detach().requires_grad_(True)
+            loss = softmax_mc_loss(Ug, x0, sigma.expand(B, R, M), eps.expand(B, R, M, n), dims, log_pi, sigma_data)
+            (egrad,) = torch.autograd.grad(loss.sum(), Ug)
+            loss = loss.detach()
+        else:
+            loss, egrad, _ = hardmax_loss_and_grad(U, Xr, dims, coef, wr)
+        if opts["optimizer"] == "sgd":
+            # Scale-free step: gradient of the loss normalised by kappa tr(X^T X)/N (per trial).
+            egrad = egrad / (max(coef.kappa, 1e-30) * energy.clamp_min(1e-30))[:, None, None, None, None]
+        U, rgrad = opt.step(U, egrad, lr)
+        history[:, step - 1] = loss.min(-1).values
+        if model != "softmax":
+            gnorm = rgrad.flatten(2).norm(dim=-1) / (2 * coef.kappa * energy.clamp_min(1e-30))[:, None]
+            conv = gnorm < opts["tol"]
+        if step % opts["callback_every"] == 0 or step == T:
+            if callback is not None and callback(FitProgress(step, T, float(history[:, step - 1].mean()), 0, R)):
+                stopped = True
+                break
+            if model != "softmax" and bool(conv.all()):
+                break
+    # Winner per trial: lowest final loss (exact, or a fixed-draw Monte-Carlo estimate for soft-max).
+    if model == "softmax":
+        ge = torch.Generator().manual_seed(int(g.initial_seed()) + 1)
+        Me = 512
+        u = torch.rand((Me,), generator=ge, dtype=torch.float64).to(X.device)
+        idx = (u[None] * nv[:, None]).long().clamp_max(N - 1)
+        x0 = torch.gather(X, 1, idx[..., None].expand(B, Me, n))[:, None].expand(B, R, Me, n)
+        sigma = torch.exp(-1.2 + 1.2 * torch.randn((Me,), generator=ge, dtype=torch.float64)).to(X)
+        eps = torch.randn((Me, n), generator=ge, dtype=torch.float64).to(X)
+        with torch.no_grad():
+            final = softmax_mc_loss(U, x0, sigma.expand(B, R, Me), eps.expand(B, R, Me, n), dims, log_pi, sigma_data)
+    else:
+        final, _, _ = hardmax_loss_and_grad(U, Xr, dims, coef, wr)
+    best = final.argmin(-1)
+    bi = torch.arange(B, device=X.device)
+    info.update(
+        model=model, init=opts["init"], restarts=R, steps_run=step, stopped=stopped,
+        best_restart=best.tolist(), final_loss=final[bi, best].tolist(),
+    )
+    if model != "softmax":
+        info.update(grad_norm=gnorm[bi, best].tolist(), converged=conv[bi, best].tolist())
+    return U[bi, best], history[:, :step], info
+
+
+def fit_batched(
+    X: Tensor,
+    dims: Sequence[int],
+    method: str,
+    *,
+    seed: int = 0,
+    device: torch.device | str | None = None,
+    dtype: torch.dtype | None = None,
+    callback: Callback | None = None,
+    **options: Any,
+) -> BatchFit:
+    """Fit B independent MoLRG models at once by PCA, K-subspaces or diffusion training (spec section 5).
+
+    Parameters
+    ----------
+    X : Tensor of shape (B, N, n); rows past ``n_valid[b]`` are zero padding (ignored)
+    dims : d_k per component (K entries, shared by the batch)
+    method : "pca" (K = 1), "subspace_clustering" or "diffusion"
+    seed : seed of the one torch.Generator used by the fit (inits, restarts, Monte-Carlo draws)
+    callback : f(FitProgress) -> bool; True stops the fit early (info["stopped"] = True)
+    options : common: n_valid (B ints), schedule ("vp"|"ve"|"edm"), weighting ("unit"|"edm"), n_quad;
+        subspace_clustering: n_restarts, max_iter, init ("data"|"random");
+        diffusion: model ("auto": linear for K = 1, hardmax for K >= 2 | "linear" | "hardmax" |
+        "softmax"), lr, steps, restarts, init ("random"|"data"|"pca"|"ksubspaces"), batch_size,
+        optimizer ("adam"|"sgd"), retraction ("qr"|"polar"), tol, callback_every, sigma_data
+
+    Returns
+    -------
+    BatchFit
+    """
+    dims = [int(d) for d in dims]
+    X = torch.as_tensor(X)
+    X = X.to(device=device if device is not None else X.device, dtype=dtype or (X.dtype if X.is_floating_point() else torch.float32))
+    opts = _validate(X, dims, method, options)
+    B = X.shape[0]
+    valid = valid_rows(X, opts["n_valid"])
+    g = torch.Generator().manual_seed(int(seed))
+    history: Tensor | None = None
+    info: dict[str, Any] = {"method": method, "seed": int(seed), "stopped": False}
+    if method == "pca":
+        U = pca_bases(X, dims[0])
+        if callback is not None:
+            info["stopped"] = bool(callback(FitProgress(1, 1, 0.0, 0, 1)))
+    elif method == "subspace_clustering":
+        stop = {"flag": False}
+
+        def ks_cb(it: int, total: int, obj: float) -> bool:
+            if callback is not None and callback(FitProgress(it, total, -obj, 0, opts["n_restarts"])):
+                stop["flag"] = True
+            return stop["flag"]
+
+        ks = k_subspaces(
+            X, dims, n_restarts=opts["n_restarts"], max_iter=opts["max_iter"], seed=int(seed),
+            n_valid=opts["n_valid"], init=opts["init"], callback=ks_cb if callback is not None else None,
+        )
+        U = ks.bases
+        info.update(
+            init=opts["init"], n_restarts=opts["n_restarts"], iterations=ks.n_iter, stopped=stop["flag"],
+            best_restart=ks.best_restart.tolist(), converged=ks.converged.tolist(),
+        )
+    else:
+        U, history, tinfo = _train(X, dims, opts, g, callback)
+        info.update(tinfo)
+    U = U.to(X.dtype) * column_mask(dims, max(dims), like=X)
+    coef = loss_coefficients(opts["schedule"], opts["n_quad"], opts["weighting"])
+    dloss = hardmax_loss_and_grad(U, X, dims, coef, row_weights(X, opts["n_valid"]))[0]
+    if method == "diffusion" and opts["model"] == "softmax":
+        weights = X.new_full((B, len(dims)), 1.0 / len(dims))
+    else:
+        weights = _cluster_weights(X, U, valid)
+    info.update(schedule=opts["schedule"], weighting=opts["weighting"])
+    return BatchFit(
+        bases=U, weights=weights, loss_history=history, diffusion_loss=dloss,
+        sc_objective=subspace_clustering_objective(X, U), info=info,
+    )
