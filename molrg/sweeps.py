@@ -320,7 +320,7 @@ def _jsonable(value: Any, b: int, batch: int) -> Any:
         if value.numel() == 1:
             return value.item()
         return value.detach().cpu().tolist() if value.numel() <= 64 else None
-    if isinstance(value, list | tuple) and len(value) == batch and batch > 1:
+    if isinstance(value, list | tuple) and len(value) == batch:
         return _jsonable(value[b], 0, 1)
     if isinstance(value, bool | int | float | str) or value is None:
         return value
@@ -388,6 +388,8 @@ def run_chunk(
         from molrg.fitting import fit_batched
 
         solver = fit_batched
+        # fit_batched takes n_valid through **options (docs/CONTRACTS.md, molrg/fitting.py).
+        pad_samples = True if pad_samples is None else pad_samples
     if pad_samples is None:
         pad_samples = _accepts(solver, "n_valid")
     trials = list(range(chunk.trial_start, chunk.trial_stop))
