@@ -60,11 +60,16 @@ class Heartbeat:
             except Exception:  # a failed beat must not kill the job; the reaper judges staleness
                 logger.exception("heartbeat for job %s failed", self.job_id)
 
+    def stop(self) -> None:
+        """Stop beating (before the terminal write, so no beat races it); idempotent."""
+        self._stop.set()
+        if self._thread.is_alive():
+            self._thread.join(timeout=max(self.interval_s, 5.0) + 30.0)
+
     def __enter__(self) -> "Heartbeat":
         self._thread.start()
         return self
 
     def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
                  tb: TracebackType | None) -> None:
-        self._stop.set()
-        self._thread.join(timeout=max(self.interval_s, 5.0) + 30.0)
+        self.stop()

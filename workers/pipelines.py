@@ -108,6 +108,7 @@ def _release(maker: sessionmaker[Session], claim: jobs.Claim) -> None:
 
 def _stopped(maker: sessionmaker[Session], claim: jobs.Claim, hb: Heartbeat) -> Outcome:
     """Record the end of a run that stopped on request: cancelled, or nothing when ownership was lost."""
+    hb.stop()
     if hb.lost.is_set():
         return Outcome.lost
     with session_scope(maker) as session:
@@ -192,6 +193,7 @@ def run_fit(maker: sessionmaker[Session], claim: jobs.Claim, device: torch.devic
     metrics = fit_metrics(est, X, true_bases)
     history = [float(v) for v in (getattr(est, "loss_history_", None) or [])]
     bases_npz = codec.bases_to_npz(est.bases_)
+    hb.stop()
     with session_scope(maker) as session:
         model_id = uuid.uuid4()
         if not jobs.finish_job(session, claim.job_id, claim.attempt, {"model_id": str(model_id)}):
@@ -230,6 +232,7 @@ def run_sample(maker: sessionmaker[Session], claim: jobs.Claim, device: torch.de
         ds = _load_dataset(session, model.dataset_id)
         bases_npz, weights = model.bases_npz, list(model.weights)
         data_npy, truth_npz, has_truth = ds.data_npy, ds.bases_npz, ds.has_ground_truth
+        true_weights = (ds.spec or {}).get("weights") if has_truth else None
     assert data_npy is not None
     bases = [codec.to_tensor(U, device) for U in codec.npz_to_bases(bases_npz)]
     true_bases = ([codec.to_tensor(U, device) for U in codec.npz_to_bases(truth_npz)]
@@ -244,8 +247,11 @@ def run_sample(maker: sessionmaker[Session], claim: jobs.Claim, device: torch.de
     diagnostics = codec.jsonable(sample_diagnostics(
         samples, bases, weights=torch.as_tensor(weights, dtype=torch.float64, device=device),
         true_bases=true_bases, train_X=train_X,
+        true_weights=true_weights if true_bases and isinstance(true_weights, list)
+        and len(true_weights) == len(true_bases) else None,
     ))
     samples_npy = codec.array_to_npy(samples, dtype=np.float64)
+    hb.stop()
     with session_scope(maker) as session:
         set_id = uuid.uuid4()
         if not jobs.finish_job(session, claim.job_id, claim.attempt, {"sample_set_id": str(set_id)}):

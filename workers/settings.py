@@ -61,6 +61,8 @@ class WorkerSettings(BaseSettings):
                 "processed_folder": str(dirs["processed"]),
                 "control_folder": str(dirs["control"]),
                 "store_processed": False,
+                # The folder is polled; 1 s (kombu's default) would add up to a second to every job.
+                "polling_interval": 0.2,
             }
         # Redis/SQS redeliver an unacked message after visibility_timeout: keep it above the longest
         # job (hard limit included) so a running job is never delivered twice by the broker itself.
