@@ -161,6 +161,12 @@ def chunk_ids(session: Session, sweep_id: uuid.UUID, statuses: Iterable[str]) ->
     ).scalars())
 
 
+def chunks(session: Session, sweep_id: uuid.UUID) -> list[SweepChunk]:
+    """The sweep's chunk rows, by index."""
+    return list(session.execute(select(SweepChunk).where(SweepChunk.sweep_id == sweep_id)
+                                .order_by(SweepChunk.index)).scalars())
+
+
 def chunk_counts(session: Session, sweep_id: uuid.UUID) -> dict[str, int]:
     """Number of chunks per status."""
     rows = session.execute(

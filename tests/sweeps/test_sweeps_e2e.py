@@ -54,7 +54,7 @@ def _cells_per_method(stack: SweepStack, sweep_id: str) -> Counter[tuple[str, st
 
 def test_sweep_two_components_over_http(sweep_stack: SweepStack) -> None:
     """K = 1 and K = 2 in one grid: pca on K = 1 cells, subspace_clustering on both; N* = d."""
-    sweep_stack.env["MOLRG_SWEEP_CHUNK_FITS"] = "24"
+    sweep_stack.env["MOLRG_SWEEP_CHUNK_FITS"] = "36"
     sweep_stack.start_worker()
     body = {"ambient_dim": 12, "n_components": [1, 2], "dims": [2, 3], "samples": [1, 2, 3, 4], "trials": 3,
             "methods": ["pca", "subspace_clustering"], "seed": 7}
@@ -66,7 +66,7 @@ def test_sweep_two_components_over_http(sweep_stack: SweepStack) -> None:
     assert sweep_stack.client is not None
     sweep = sweep_stack.client.get(f"/api/v1/sweeps/{job['sweep_id']}").json()
     assert sweep["final"] and sweep["progress"]["fits_done"] == job["n_fits"]
-    assert sweep["progress"]["chunks_done"] == sweep["progress"]["chunks_total"] > 1
+    assert sweep["progress"]["chunks_done"] == sweep["progress"]["chunks_total"] == 2
     lines = {(t["method"], t["n_components"]): t for t in sweep["transitions"]}
     assert set(lines) == {("pca", 1), ("subspace_clustering", 1), ("subspace_clustering", 2)}
     for t in lines.values():  # noiseless data: the transition is exactly at N (or N_k) = d
@@ -81,28 +81,31 @@ def test_sweep_two_components_over_http(sweep_stack: SweepStack) -> None:
 def test_sigkilled_worker_loses_and_duplicates_no_trial(sweep_stack: SweepStack) -> None:
     sweep_stack.env["MOLRG_SWEEP_CHUNK_FITS"] = "8"  # one cell (4 trials x 2 methods) per chunk
     first = sweep_stack.start_worker()
-    body = {"ambient_dim": 8, "n_components": 1, "dims": [2, 3], "samples": [2, 3, 4, 5], "trials": 4,
+    body = {"ambient_dim": 8, "n_components": 1, "dims": [2, 3], "samples": [2, 3], "trials": 4,
             "methods": ["pca", "diffusion"], "method_options": {"diffusion": {"steps": 400}}, "seed": 3}
     job = _submit(sweep_stack, body)
     assert sweep_stack.client is not None
     url = f"/api/v1/sweeps/{job['sweep_id']}"
     deadline = time.monotonic() + 120
-    while True:  # kill once some chunks are stored and the sweep is still far from done
-        progress = sweep_stack.client.get(url).json()["progress"]
-        if progress["chunks_done"] >= 2:
+    while True:  # kill in the middle of a chunk, after at least one chunk was stored
+        sweep = sweep_stack.client.get(url).json()
+        running = [c["index"] for c in sweep["chunks"] if c["status"] == "running"]
+        if sweep["progress"]["chunks_done"] >= 1 and running:
             break
         assert time.monotonic() < deadline, sweep_stack.log("worker0")
-        time.sleep(0.1)
+        time.sleep(0.05)
     sweep_stack.kill_worker(first)
-    killed_at = sweep_stack.client.get(url).json()["progress"]
-    assert killed_at["chunks_done"] < killed_at["chunks_total"]
+    (killed,) = running
+    assert sweep_stack.client.get(url).json()["progress"]["chunks_done"] < 4
 
     sweep_stack.start_worker()
-    done = sweep_stack.wait_job(job["id"], timeout=180)
+    done = sweep_stack.wait_job(job["id"], timeout=120)
     assert done["status"] == "succeeded", done
     sweep = sweep_stack.client.get(url).json()
-    assert sweep["progress"]["chunks_done"] == sweep["progress"]["chunks_total"] == 8
-    assert sweep["progress"]["fits_done"] == job["n_fits"] == 64
+    assert sweep["progress"]["chunks_done"] == sweep["progress"]["chunks_total"] == 4
+    assert sweep["progress"]["fits_done"] == job["n_fits"] == 32
+    chunk = sweep["chunks"][killed]
+    assert chunk["status"] == "done" and chunk["attempts"] == 2 and chunk["worker"].startswith("sweep1@")
     counts = _cells_per_method(sweep_stack, job["sweep_id"])
-    assert len(counts) == 16 and set(counts.values()) == {4}  # every cell: exactly `trials` trials
-    assert all(c["trials"] == 4 for c in sweep["cells"]) and len(sweep["cells"]) == 16
+    assert len(counts) == 8 and set(counts.values()) == {4}  # every cell: exactly `trials` trials
+    assert all(c["trials"] == 4 for c in sweep["cells"]) and len(sweep["cells"]) == 8
