@@ -107,7 +107,7 @@ def seed_bases(
         centre = centre.squeeze(-1)  # (B, R)
         rows = torch.gather(cos, 1, centre[..., None].expand(B, R, N))  # (B, R, N) correlations
         n_nb = min(d_k - 1, N - 1)
-        idx = rows.topk(n_nb, dim=-1).indices if n_nb > 0 else centre[..., :0]
+        idx = rows.topk(n_nb, dim=-1).indices if n_nb > 0 else centre[..., None][..., :0]
         ok = torch.gather(rows, -1, idx) > 0 if n_nb > 0 else idx.bool()
         members = torch.cat([centre[..., None], idx], -1)  # (B, R, m)
         member_ok = torch.cat([torch.ones_like(centre[..., None], dtype=torch.bool), ok], -1)

@@ -1,0 +1,78 @@
+"""fit_batched (spec sections 4, 5, 11): diffusion training reaches PCA / K-subspaces solutions."""
+
+import pytest
+import torch
+
+from molrg.data import sample_molrg_batch
+from molrg.fitting import FitProgress, fit_batched
+from molrg.metrics import matched_errors
+from molrg.pca import pca_bases
+
+
+def test_k1_exact_loss_training_reaches_pca_subspace():
+    # Noisy data: the PCA subspace is unique and not the truth; the exact loss is affine in ||U^T X||^2.
+    b = sample_molrg_batch([0, 1, 2, 3], 16, [3], n_samples=8, noise_std=0.2)
+    res = fit_batched(b.X, [3], "diffusion", seed=0, steps=1500, tol=1e-7)
+    assert res.info["model"] == "linear"
+    assert (matched_errors(res.bases, pca_bases(b.X, 3)) < 1e-3).all()
+    assert res.loss_history is not None and res.loss_history.shape[0] == 4
+    assert (res.loss_history[:, -1] <= res.loss_history[:, 0]).all()
+
+
+@pytest.mark.parametrize("opts", [{"optimizer": "sgd", "lr": 1.0}, {"retraction": "polar"}])
+def test_k1_variants_recover_truth(opts):
+    b = sample_molrg_batch([5, 6], 12, [2], n_samples=6)
+    res = fit_batched(b.X, [2], "diffusion", seed=0, steps=1500, **opts)
+    assert (matched_errors(res.bases, b.bases) < 0.1).all()
+
+
+def test_hardmax_diffusion_recovers_k2_d3():
+    b = sample_molrg_batch(list(range(4)), 20, [3, 3], samples_per_component=10)
+    res = fit_batched(b.X, [3, 3], "diffusion", seed=0, steps=600)
+    assert res.info["model"] == "hardmax" and res.info["init"] == "data"
+    assert (matched_errors(res.bases, b.bases) < 0.1).all()
+
+
+def test_batched_equals_single_trial():
+    b = sample_molrg_batch([0, 1, 2], 10, [2, 2], samples_per_component=4, dtype=torch.float64)
+    full = fit_batched(b.X, [2, 2], "diffusion", seed=7, steps=100, restarts=2)
+    alone = fit_batched(b.X[1:2], [2, 2], "diffusion", seed=7, steps=100, restarts=2)
+    assert torch.allclose(full.bases[1], alone.bases[0], atol=1e-8)
+    assert torch.allclose(full.loss_history[1], alone.loss_history[0], atol=1e-8)
+
+
+def test_callback_stops_early():
+    b = sample_molrg_batch([0], 10, [2], n_samples=5)
+    seen: list[FitProgress] = []
+
+    def cb(p: FitProgress) -> bool:
+        seen.append(p)
+        return p.step >= 50
+
+    res = fit_batched(b.X, [2], "diffusion", steps=1000, callback=cb, callback_every=25)
+    assert res.info["stopped"] is True and res.info["steps_run"] == 50
+    assert [p.step for p in seen] == [25, 50] and seen[0].total_steps == 1000
+    assert res.loss_history.shape == (1, 50)
+
+
+def test_softmax_monte_carlo_runs_and_reports():
+    b = sample_molrg_batch([0, 1], 8, [2, 2], samples_per_component=6, dtype=torch.float32)
+    res = fit_batched(b.X, [2, 2], "diffusion", model="softmax", init="ksubspaces", steps=60, batch_size=16)
+    assert res.info["model"] == "softmax" and res.loss_history.shape == (2, 60)
+    assert torch.isfinite(res.bases).all() and torch.allclose(res.weights, torch.full((2, 2), 0.5))
+
+
+def test_option_validation():
+    X = torch.randn(1, 5, 6)
+    with pytest.raises(ValueError, match="unknown option"):
+        fit_batched(X, [2], "diffusion", learning_rate=0.1)
+    with pytest.raises(ValueError, match="schedule"):
+        fit_batched(X, [2], "diffusion", schedule="cosine")
+    with pytest.raises(ValueError, match="method"):
+        fit_batched(X, [2], "gmm")
+    with pytest.raises(ValueError, match="linear"):
+        fit_batched(X, [2, 2], "diffusion", model="linear")
+    with pytest.raises(ValueError, match="steps"):
+        fit_batched(X, [2], "diffusion", steps=0)
+    with pytest.raises(ValueError, match="dims"):
+        fit_batched(X, [6], "pca")
