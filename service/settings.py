@@ -25,7 +25,7 @@ class ServiceSettings(BaseSettings):
     max_dataset_values: int = Field(default=50_000_000, ge=1, description="Max N*n of a dataset.")
     max_samples: int = Field(default=100_000, ge=1, description="Max samples per sample job.")
     max_steps: int = Field(default=1000, ge=1, description="Max sampler steps.")
-    max_train_steps: int = Field(default=100_000, ge=1, description="Max diffusion training steps.")
+    max_train_steps: int = Field(default=1_000_000, ge=1, description="Max diffusion training steps.")
     max_restarts: int = Field(default=64, ge=1, description="Max restarts of a fit.")
     max_upload_bytes: int = Field(default=256 * 1024 * 1024, ge=1, description="Max upload size in bytes.")
     max_json_bytes: int = Field(default=1024 * 1024, ge=1, description="Max size of a JSON request body.")
