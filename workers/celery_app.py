@@ -1,6 +1,7 @@
 """The Celery app: ``celery -A workers.celery_app worker -Q gpu,cpu -B ...`` loads ``app`` from here."""
 
 import logging
+import socket
 from typing import Any
 
 from celery import Celery
@@ -49,7 +50,9 @@ def make_celery(settings: WorkerSettings | None = None) -> Celery:
                 "options": {"queue": "cpu", "expires": max(2 * settings.reap_interval_s, 10.0)},
             }
         },
-        beat_schedule_filename=str(settings.data_dir / "celerybeat-schedule"),
+        # Per host: workers on several machines/containers may share data_dir, and a schedule file
+        # must have one beat only (the reaper itself is safe to run from every worker).
+        beat_schedule_filename=str(settings.data_dir / f"celerybeat-schedule-{socket.gethostname()}"),
         worker_hijack_root_logger=True,
         worker_send_task_events=False,
         timezone="UTC",
