@@ -134,9 +134,11 @@ class SweepStack:
     def stop(self) -> None:
         if self.client is not None:
             self.client.close()
-        for proc in [*self.workers, *([self.api] if self.api else [])]:
+        for proc in self.workers:  # disposable: no warm shutdown waiting for a running chunk
             if proc.poll() is None:
-                os.killpg(proc.pid, signal.SIGTERM)
+                os.killpg(proc.pid, signal.SIGKILL)
+        if self.api is not None and self.api.poll() is None:
+            os.killpg(self.api.pid, signal.SIGTERM)
         for proc in [*self.workers, *([self.api] if self.api else [])]:
             try:
                 proc.wait(timeout=20)
