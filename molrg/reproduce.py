@@ -118,7 +118,9 @@ def _transition_lines(report: SweepReport, method: str, K: int, n: int) -> list[
     lines.append("logistic N50(d): " + n50)
     if tr.linear_fit_logistic is not None:
         lf = tr.linear_fit_logistic
-        lines.append(f"N50 = {lf.slope:.3f} d + {lf.intercept:.3f}  (R^2 = {lf.r2 if lf.r2 is None else round(lf.r2, 3)})")
+        sign = "-" if lf.intercept < 0 else "+"
+        r2 = "n/a" if lf.r2 is None else f"{lf.r2:.3f}"
+        lines.append(f"logistic N50 = {lf.slope:.3f} d {sign} {abs(lf.intercept):.3f}  (R^2 = {r2})")
     return lines
 
 

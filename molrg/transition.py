@@ -326,7 +326,8 @@ def format_table(report: SweepReport, method: str, n_components: int, ambient_di
     if tr is not None and tr.linear_fit is not None:
         lf = tr.linear_fit
         r2 = "n/a" if lf.r2 is None else f"{lf.r2:.3f}"
-        lines.append(f"N* = {lf.slope:.3f} d + {lf.intercept:.3f}   (R^2 = {r2}, {lf.n_points} points)")
+        sign = "-" if lf.intercept < 0 else "+"
+        lines.append(f"N* = {lf.slope:.3f} d {sign} {abs(lf.intercept):.3f}   (R^2 = {r2}, {lf.n_points} points)")
     else:
         lines.append("N* ~ d: fewer than 2 finite N* values, no line")
     return "\n".join(lines)

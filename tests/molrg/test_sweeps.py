@@ -92,7 +92,6 @@ def test_grid_counts_skip_pca_for_k2_and_round_trip():
 
 def test_seeds_stable_and_distinct():
     g = tiny_grid()
-    # Pinned value: the derivation must never change silently (it is blake2b, not hash()).
     assert derive_seed(0, 48, 1, 2, 3, 0) == derive_seed(0, 48, 1, 2, 3, 0)
     assert 0 <= derive_seed("x") < 2**63
     seeds = {trial_seed(g, c, t) for c in g.cells() for t in range(g.trials)}
@@ -100,14 +99,9 @@ def test_seeds_stable_and_distinct():
     assert trial_seed(g, Cell(12, 1, 2, 3), 1) != trial_seed(tiny_grid(seed=8), Cell(12, 1, 2, 3), 1)
 
 
-def test_seed_is_stable_across_processes():
-    import subprocess
-    import sys
-
-    code = "from molrg.sweeps import derive_seed; print(derive_seed(0, 48, 2, 4, 8, 3))"
-    outs = {subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                           env={"PYTHONHASHSEED": str(h)}, check=True).stdout for h in (1, 2)}
-    assert outs == {f"{derive_seed(0, 48, 2, 4, 8, 3)}\n"}
+def test_seed_is_pinned():
+    """blake2b of a canonical string: the same in every process and Python version (unlike hash())."""
+    assert derive_seed(0, 48, 2, 4, 8, 3) == 6741354275983813891
 
 
 @pytest.mark.parametrize("max_fits", [1, 3, 4, 7, 20, 10_000])
@@ -143,9 +137,10 @@ def test_run_chunk_independent_of_chunking_and_merge_idempotent(solver):
     assert r0.converged is True and r0.info["solver"] == "tiny"
 
 
-def test_tiny_pca_sweep_transition_at_d():
+@pytest.mark.parametrize("solver", [tiny_pca, None], ids=["private", "fit_batched"])
+def test_tiny_pca_sweep_transition_at_d(solver):
     g = tiny_grid()
-    report = run_sweep(g, solver=tiny_pca, max_fits_per_chunk=8)
+    report = run_sweep(g, solver=solver, max_fits_per_chunk=8)
     for c in report.cells:
         assert c.success_rate == (1.0 if c.samples >= c.d else 0.0), c
     tr = report.transition("pca", 1, 12)
@@ -171,3 +166,25 @@ def test_callback_can_stop_a_chunk():
     seen = []
     out = run_chunk(g, plan_chunks(g)[0], solver=tiny_pca, callback=lambda p: seen.append(p) or True)
     assert len(seen) == 1 and len(out) == seen[0].batch_size == g.trials
+
+
+def test_real_solvers_independent_of_chunking():
+    """fit_batched (padded N, shared restart draws): results do not depend on the chunking.
+
+    Diffusion uses random init here: with data-seeded init, zero-padding changes the rounding of
+    the seeding SVDs and Adam (elementwise scaling) amplifies it along flat directions, so cells at
+    the non-identifiable N_k = d can end at slightly different points (see bench/README.md).
+    """
+    g = tiny_grid(n_components=[1, 2], dims=[2], samples=[2, 3], samples_per="component", trials=3,
+                  methods=["pca", "subspace_clustering", "diffusion"],
+                  method_options={"subspace_clustering": {"n_restarts": 3},
+                                  "diffusion": {"steps": 20, "retraction": "polar", "init": "random"}})
+    whole = run_chunk(g, plan_chunks(g, 10_000)[0])
+    pieces = [r for ch in plan_chunks(g, 5) for r in run_chunk(g, ch)]
+    a = {r.key: r.error for r in whole}
+    b = {r.key: r.error for r in pieces}
+    assert a.keys() == b.keys() and len(a) == g.n_fits
+    for k in a:
+        assert a[k] == pytest.approx(b[k], abs=1e-9), k
+    K2 = [r for r in whole if r.n_components == 2 and r.method == "subspace_clustering"]
+    assert K2 and all(r.info["method"] == "subspace_clustering" for r in K2)
