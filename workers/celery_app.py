@@ -5,7 +5,7 @@ import socket
 from typing import Any
 
 from celery import Celery
-from celery.signals import beat_init, celeryd_init
+from celery.signals import beat_init, celeryd_init, worker_init
 
 from db.enums import JobKind, task_name
 from workers.settings import HARD_LIMIT_GRACE_S, WorkerSettings
@@ -72,6 +72,13 @@ def app_settings(app: Any) -> WorkerSettings:
 def _prepare_worker(**_: Any) -> None:
     # The filesystem transport needs its folders before the first poll.
     app_settings(app).ensure_dirs()
+
+
+@worker_init.connect
+def _preload_in_parent(**_: Any) -> None:
+    from workers import resources
+
+    resources.preload()
 
 
 @beat_init.connect

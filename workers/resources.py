@@ -1,5 +1,6 @@
 """Per-process lazy resources: settings, engine/sessionmaker (created after fork) and the torch device."""
 
+import importlib
 import logging
 import os
 import threading
@@ -59,6 +60,30 @@ def get_device() -> torch.device:
             _device = torch.device("cpu")
         logger.info("worker pid %d uses device %s", os.getpid(), _device)
     return _device
+
+
+# Imported in the parent before the pool forks, so each short-lived child (--max-tasks-per-child 1)
+# starts warm: torch imports sympy lazily on the first broadcast (~1.5 s per child otherwise).
+# Imports only: running torch ops here would start thread pools that do not survive fork.
+PRELOAD_MODULES = (
+    "torch._refs",
+    "torch.fx.experimental.symbolic_shapes",
+    "molrg.estimator",
+    "molrg.fitting",
+    "molrg.diagnostics",
+    "molrg.sampling",
+    "molrg.analytic",
+    "molrg.metrics",
+)
+
+
+def preload() -> None:
+    """Import the modules every job needs (no CUDA, no torch ops): call in the parent before forking."""
+    for name in PRELOAD_MODULES:
+        try:
+            importlib.import_module(name)
+        except ImportError:
+            logger.warning("preload: cannot import %s", name, exc_info=True)
 
 
 def reset() -> None:
