@@ -123,9 +123,9 @@ def _validate(X: Tensor, dims: Sequence[int], method: str, options: dict[str, An
         if opts["init"] is None:
             opts["init"] = "random" if K == 1 else "data"
         if opts["restarts"] is None:
-            opts["restarts"] = 1 if (K == 1 or opts["init"] == "ksubspaces") else 4
+            opts["restarts"] = 1 if (K == 1 or opts["init"] == "ksubspaces") else 2
         if opts["lr"] is None:
-            opts["lr"] = {("adam", True): 0.05, ("adam", False): 0.01, ("sgd", True): 0.5, ("sgd", False): 0.1}[
+            opts["lr"] = {("adam", True): 0.2, ("adam", False): 0.01, ("sgd", True): 0.5, ("sgd", False): 0.1}[
                 (opts["optimizer"], model != "softmax")
             ]
     return opts
