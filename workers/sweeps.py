@@ -25,18 +25,19 @@ from typing import Any
 import torch
 from celery import Task
 from celery.exceptions import SoftTimeLimitExceeded
+from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 from db import jobs
 from db import sweeps as store
 from db.enums import JobKind
-from db.models import SweepChunk
+from db.models import Sweep, SweepChunk
 from db.session import session_scope
 from molrg.sweeps import Chunk, SweepGrid, SweepProgress, TrialResult, plan_chunks, run_chunk, summarise
 from workers import plots, resources
 from workers.celery_app import app, app_settings
 from workers.pipelines import TRANSIENT_ERRORS
-from workers.settings import WorkerSettings
+from workers.settings import HARD_LIMIT_GRACE_S, WorkerSettings
 
 logger = logging.getLogger(__name__)
 
@@ -239,8 +240,11 @@ def _refused(maker: sessionmaker[Session], chunk_id: uuid.UUID, reason: str, max
             return "missing"
         sweep_id = chunk.sweep_id
         if reason == "job_inactive":
-            # Cancelling -> cancel what has not started; terminal (failed/cancelled) -> same, quietly.
-            if not store.settle_cancel(session, sweep_id):
+            # Cancelling -> cancel what has not started; terminal (failed/cancelled) -> the same. A job
+            # merely queued again (to be re-planned after the reaper) keeps its pending chunks.
+            job_id = session.execute(select(Sweep.job_id).where(Sweep.id == sweep_id)).scalar_one()
+            state = store.job_status(session, job_id)
+            if not store.settle_cancel(session, sweep_id) and state is not None and state[0].terminal:
                 store.cancel_pending_chunks(session, sweep_id)
         elif reason == "exhausted":
             store.fail_sweep(session, sweep_id, f"sweep chunk {chunk.index} failed {max_attempts} attempts")
@@ -385,7 +389,11 @@ def sweep(self: Task, job_id: str) -> str:
                           self.request.hostname)
 
 
-@app.task(name=CHUNK_TASK, bind=True)
+# A chunk runs at most as long as a sweep job may (soft limit: the chunk fails cleanly).
+_CHUNK_LIMIT_S = app_settings(app).time_limit_s(JobKind.sweep)
+
+
+@app.task(name=CHUNK_TASK, bind=True, soft_time_limit=_CHUNK_LIMIT_S, time_limit=_CHUNK_LIMIT_S + HARD_LIMIT_GRACE_S)
 def sweep_chunk(self: Task, chunk_id: str) -> str:
     """Run one chunk of a sweep."""
     resources.set_settings(app_settings(self.app))

@@ -1,7 +1,9 @@
 """The sweep pipeline called directly (no Celery): plan, chunks, idempotency, reaper, cancel."""
 
+import time
 import uuid
 from datetime import timedelta
+from typing import Any
 
 import torch
 from sqlalchemy import func, select, update
@@ -181,3 +183,40 @@ def test_invalid_spec_fails_the_job(maker: sessionmaker[Session]) -> None:
     assert ws.plan_sweep_job(maker, SETTINGS, job_id, Outbox(), "w1") == "failed"
     j = job(maker, job_id)
     assert j.status == JobStatus.failed and j.error is not None and "dims" in j.error
+
+
+def test_cancel_stops_a_running_chunk_at_its_next_step(maker: sessionmaker[Session], monkeypatch: Any) -> None:
+    job_id, sweep_id = add_sweep(maker)
+    out = Outbox()
+    ws.plan_sweep_job(maker, SETTINGS, job_id, out, "w1")
+    ids = out.drain()
+
+    def cancelled_mid_run(grid: Any, chunk: Any, *, device: Any, callback: Any) -> list[Any]:
+        with session_scope(maker) as s:  # the API's cancel of a running job
+            s.execute(update(Job).where(Job.id == job_id).values(status=JobStatus.cancelling, cancel_requested=True))
+        time.sleep(0.5)  # a few heartbeats
+        assert callback(None) is True  # the next step is told to stop
+        return []
+
+    monkeypatch.setattr(ws, "run_chunk", cancelled_mid_run)
+    assert ws.run_sweep_chunk(maker, SETTINGS, ids[0], cpu, "w1") == "cancelled"
+    assert job(maker, job_id).status == JobStatus.cancelled
+    with maker() as s:
+        statuses = s.execute(select(SweepChunk.status).where(SweepChunk.sweep_id == sweep_id)
+                             .order_by(SweepChunk.index)).scalars().all()
+    assert statuses == ["cancelled"] * 3 and trial_counts(maker, sweep_id) == []
+
+
+def test_a_requeued_sweep_job_keeps_its_pending_chunks(maker: sessionmaker[Session]) -> None:
+    job_id, sweep_id = add_sweep(maker)
+    out = Outbox()
+    ws.plan_sweep_job(maker, SETTINGS, job_id, out, "w1")
+    ids = out.drain()
+    ws.run_sweep_chunk(maker, SETTINGS, ids[0], cpu, "w1")
+    with session_scope(maker) as s:  # the job reaper re-queued the sweep job
+        s.execute(update(Job).where(Job.id == job_id).values(status=JobStatus.queued))
+    assert ws.run_sweep_chunk(maker, SETTINGS, ids[1], cpu, "w1") == "job_inactive"
+    assert ws.plan_sweep_job(maker, SETTINGS, job_id, out, "w2") == "planned"
+    assert out.drain() == ids[1:]  # only the chunks still pending are published again
+    assert [ws.run_sweep_chunk(maker, SETTINGS, c, cpu, "w2") for c in ids[1:]] == ["done", "finalized"]
+    assert job(maker, job_id).status == JobStatus.succeeded and trial_counts(maker, sweep_id) == [3] * 6
