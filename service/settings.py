@@ -53,13 +53,14 @@ class ServiceSettings(BaseSettings):
             "data_folder_in": messages,
             "data_folder_out": messages,
             "processed_folder": str(self.data_dir / "broker" / "processed"),
+            "control_folder": str(self.data_dir / "broker" / "control"),
             "store_processed": False,
         }
 
     def ensure_dirs(self) -> None:
         """Create the data dir (and the broker folders for ``filesystem://``)."""
         self.data_dir.mkdir(parents=True, exist_ok=True)
-        for folder in ("data_folder_in", "processed_folder"):
+        for folder in ("data_folder_in", "processed_folder", "control_folder"):
             path = self.broker_transport_options.get(folder)
             if path:
                 Path(path).mkdir(parents=True, exist_ok=True)
