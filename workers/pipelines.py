@@ -72,7 +72,7 @@ def execute(
         return Outcome.skipped
     if claim.kind != kind:
         return _fail(maker, claim, f"JobFailed: job is a {claim.kind} job, delivered to molrg.{kind}")
-    limit = min(claim.max_attempts, settings.max_attempts) if claim.max_attempts else settings.max_attempts
+    limit = claim.max_attempts or settings.max_attempts  # the row's limit, as the reaper uses it
     if claim.attempt > limit:
         return _fail(maker, claim, f"JobFailed: gave up after {claim.attempt - 1} attempts (max_attempts={limit})")
     logger.info("job %s (%s) attempt %d started", job_id, kind, claim.attempt)

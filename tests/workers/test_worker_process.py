@@ -37,7 +37,7 @@ from tests.db.dbfixtures import (
 from workers.celery_app import make_celery
 from workers.settings import WorkerSettings
 
-pytestmark = [pytest.mark.slow, pytest.mark.e2e]
+pytestmark = pytest.mark.slow
 logger = logging.getLogger(__name__)
 
 ROOT = Path(__file__).resolve().parents[2]
