@@ -111,9 +111,13 @@ def seed_bases(
         ok = torch.gather(rows, -1, idx) > 0 if n_nb > 0 else idx.bool()
         members = torch.cat([centre[..., None], idx], -1)  # (B, R, m)
         member_ok = torch.cat([torch.ones_like(centre[..., None], dtype=torch.bool), ok], -1)
-        z = torch.zeros(B, R, 1, N, dtype=torch.float64, device=X.device)
-        z.scatter_(-1, members[:, :, None, :], member_ok[:, :, None, :].to(torch.float64))
-        Uk = top_subspace(Xd, z, dmax, fill[None, :, k : k + 1].expand(B, R, 1, n, dmax))[:, :, 0]
+        # The top-d_k subspace of d_k points is their span: orthonormalise them (centre first),
+        # completing missing/invalid members with random directions.
+        pts = torch.gather(Xd[:, None].expand(B, R, N, n), 2, members[..., None].expand(*members.shape, n))
+        Y = fill[None, :, k].expand(B, R, n, dmax).clone()
+        m = members.shape[-1]
+        Y[..., :m] = torch.where(member_ok[:, :, None, :], pts.transpose(-1, -2), Y[..., :m])
+        Uk = retract_qr(Y)
         Uk = Uk * column_mask([d_k], dmax, like=Uk)[0]
         U[:, :, k] = Uk
         explained = torch.maximum(explained, torch.einsum("bin,brnd->brid", Xd, Uk).square().sum(-1))
