@@ -158,7 +158,10 @@ def main() -> None:
     ap.add_argument("--skip-softmax", action="store_true")
     ap.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
     ap.add_argument("--json", default=None)
+    ap.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's)")
     args = ap.parse_args()
+    if args.threads is not None:
+        torch.set_num_threads(args.threads)
     q = args.quick
     dev = args.device
     print(f"bench_molrg  device={dev}  torch {torch.__version__}  threads={torch.get_num_threads()}  "

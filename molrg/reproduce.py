@@ -131,7 +131,11 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     ap.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
     ap.add_argument("--json", default=None, help="write all reports to this file")
     ap.add_argument("--skip-softmax", action="store_true", help="skip the slow soft-max grid")
+    ap.add_argument("--threads", type=int, default=None,
+                    help="torch intra-op threads (default: torch's); 1 is much faster on a busy CPU")
     args = ap.parse_args(argv)
+    if args.threads is not None:
+        torch.set_num_threads(args.threads)
     device = args.device
     print(f"molrg.reproduce  device={device}  torch threads={torch.get_num_threads()}  "
           f"mode={'quick' if args.quick else 'full'}")
