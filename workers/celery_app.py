@@ -1,5 +1,6 @@
 """The Celery app: ``celery -A workers.celery_app worker -Q gpu,cpu -B ...`` loads ``app`` from here."""
 
+import gc
 import logging
 import socket
 from typing import Any
@@ -79,6 +80,10 @@ def _preload_in_parent(**_: Any) -> None:
     from workers import resources
 
     resources.preload()
+    # Billiard runs gc.collect() before forking each child (one per task here); freezing the
+    # imported heap makes that collect cheap (~0.35 s -> ms) and keeps the pages shared after fork.
+    gc.collect()
+    gc.freeze()
 
 
 @beat_init.connect
