@@ -20,7 +20,7 @@ KNOWN_METHODS = ("pca", "subspace_clustering", "diffusion")
 PAPER_GRID_EXAMPLE = {
     "ambient_dim": 48, "n_components": 1, "dims": [2, 3, 4, 5, 6, 7, 8], "samples": list(range(2, 16)),
     "samples_per": "component", "noise_std": 0.0, "orthogonal": True, "trials": 20,
-    "methods": ["pca", "diffusion"], "method_options": {"diffusion": {"steps": 500}},
+    "methods": ["pca", "diffusion"], "method_options": {},
     "success_threshold": 0.5, "seed": 0,
 }
 
