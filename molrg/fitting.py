@@ -123,11 +123,15 @@ def _validate(X: Tensor, dims: Sequence[int], method: str, options: dict[str, An
         if opts["init"] is None:
             opts["init"] = "random" if K == 1 else "data"
         if opts["restarts"] is None:
-            opts["restarts"] = 1 if (K == 1 or opts["init"] == "ksubspaces") else 2
+            opts["restarts"] = 1 if (K == 1 or model == "softmax" or opts["init"] == "ksubspaces") else 2
         if opts["lr"] is None:
-            opts["lr"] = {("adam", True): 0.2, ("adam", False): 0.01, ("sgd", True): 0.5, ("sgd", False): 0.1}[
-                (opts["optimizer"], model != "softmax")
-            ]
+            # Measured (spec section 11): Adam 0.2 converges on the exact loss in ~900 steps; the
+            # Monte-Carlo soft-max loss needs 0.05 to leave a random start but only 0.005 to refine a
+            # data-seeded/K-subspaces start (larger steps let the noise pull it off the subspaces).
+            if model != "softmax":
+                opts["lr"] = 0.2 if opts["optimizer"] == "adam" else 0.5
+            else:
+                opts["lr"] = (0.05 if opts["init"] == "random" else 0.005) * (1 if opts["optimizer"] == "adam" else 10)
     return opts
 
 
