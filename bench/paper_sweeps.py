@@ -38,9 +38,11 @@ def load() -> str:
         return "n/a"
 
 
-def run_one(stack: SweepStack, K: int, method: str, trials: int, timeout: float) -> dict[str, Any]:
+def run_one(stack: SweepStack, K: int, method: str, trials: int, timeout: float,
+            options: dict[str, Any] | None = None) -> dict[str, Any]:
     assert stack.client is not None
-    body = {**PAPER, "n_components": K, "trials": trials, "methods": [method]}
+    body = {**PAPER, "n_components": K, "trials": trials, "methods": [method],
+            "method_options": {method: options} if options else {}}
     t0 = time.perf_counter()
     resp = stack.client.post("/api/v1/sweeps", json=body)
     resp.raise_for_status()
@@ -50,7 +52,7 @@ def run_one(stack: SweepStack, K: int, method: str, trials: int, timeout: float)
     sweep = stack.client.get(f"/api/v1/sweeps/{job['sweep_id']}").raise_for_status().json()
     (tr,) = sweep["transitions"]
     workers = sorted({c["worker"].split("@")[0] for c in sweep["chunks"] if c["worker"]})
-    return {"K": K, "method": method, "status": done["status"], "wall_s": round(wall, 1), "n_fits": job["n_fits"],
+    return {"K": K, "method": method, "options": options or {}, "status": done["status"], "wall_s": round(wall, 1), "n_fits": job["n_fits"],
             "chunks": sweep["progress"]["chunks_total"], "workers": workers, "sweep_id": job["sweep_id"],
             "n_star": {r["d"]: r["n_star"] for r in tr["rows"]},
             "n_star_logistic": {r["d"]: r["n_star_logistic"] for r in tr["rows"]},
@@ -76,6 +78,8 @@ def main() -> None:
     p.add_argument("--heatmaps", type=Path, default=None, help="write each sweep's heatmap PNG here")
     p.add_argument("--json", type=Path, default=None)
     p.add_argument("--timeout", type=float, default=3600.0)
+    p.add_argument("--diffusion-options", type=json.loads, default=None,
+                   help='JSON options of the diffusion fits, e.g. \'{"steps": 600, "restarts": 1}\'')
     args = p.parse_args()
     runs = RUNS if not args.only else [(int(k), m) for k, m in (o.split(":") for o in args.only)]
 
@@ -89,9 +93,14 @@ def main() -> None:
             stack.start_worker(beat=not stack.workers)
         print(f"backend {args.backend}, {args.workers} worker(s), data in {data_dir}, load {load()}", flush=True)
         for K, method in runs:
-            r = run_one(stack, K, method, args.trials, args.timeout)
+            opts = args.diffusion_options if method == "diffusion" else None
+            r = run_one(stack, K, method, args.trials, args.timeout, opts)
             results.append(r)
-            print(fmt(r), flush=True)
+            print(fmt(r) + (f"\n    options {opts}" if opts else ""), flush=True)
+            if args.json is not None:  # after every sweep, so a long run can be stopped early
+                args.json.parent.mkdir(parents=True, exist_ok=True)
+                args.json.write_text(json.dumps({"backend": args.backend, "workers": args.workers,
+                                                 "runs": results}, indent=2))
             if args.heatmaps is not None and r["heatmap_url"]:
                 args.heatmaps.mkdir(parents=True, exist_ok=True)
                 assert stack.client is not None
@@ -101,10 +110,6 @@ def main() -> None:
         stack.stop()
         if "MOLRG_DATABASE_URL" in extra:
             drop_database(extra["MOLRG_DATABASE_URL"])
-    if args.json is not None:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps({"backend": args.backend, "workers": args.workers, "runs": results},
-                                        indent=2))
 
 
 if __name__ == "__main__":
