@@ -113,7 +113,7 @@ def _transition_lines(report: SweepReport, method: str, K: int, n: int) -> list[
     if tr is None:
         return []
     lines = ["N*(d): " + ", ".join(f"d={r.d}: {r.n_star}" for r in tr.rows)]
-    n50 = ", ".join(f"d={r.d}: " + (f"{r.logistic.n50:.2f}" if r.logistic.n50 is not None else r.logistic.status)
+    n50 = ", ".join(f"d={r.d}: " + (f"{r.logistic.n50:.2f}" if r.logistic.status == "ok" else r.logistic.status)
                     for r in tr.rows)
     lines.append("logistic N50(d): " + n50)
     if tr.linear_fit_logistic is not None:

@@ -45,7 +45,7 @@ class LogisticFit:
 
     n50: float | None
     width: float | None
-    status: str  # "ok", "all_fail", "all_success", "empty"
+    status: str  # "ok", "at_bound" (crossing pinned to the search range), "all_fail", "all_success", "empty"
 
     def to_dict(self) -> dict:
         """JSON-able dict (spec section 7)."""
@@ -132,7 +132,12 @@ def fit_logistic(
             best = res
     assert best is not None
     n50, logw = (float(v) for v in best.x)
-    return LogisticFit(n50, math.exp(logw), "ok")
+    lo, hi = bounds[0]
+    # A crossing (or a width) pinned to the search bound means the row is not a step up inside the grid
+    # (e.g. non-monotone success): report it, but flag it so tables do not read it as N50.
+    pinned = min(n50 - lo, hi - n50) < 1e-6 * max(1.0, spacing) or logw > math.log(hi_w) - 1e-6
+    status = "at_bound" if pinned else "ok"
+    return LogisticFit(n50, math.exp(logw), status)
 
 
 def fit_line(x: Sequence[float], y: Sequence[float | None]) -> LinearFit | None:
@@ -294,7 +299,8 @@ def build_report(grid: dict[str, Any], trials: Sequence[TrialLike]) -> SweepRepo
         transitions.append(TransitionSummary(
             method=method, n_components=K, ambient_dim=n, rows=rows,
             linear_fit=fit_line(ds, [r.n_star for r in rows]),
-            linear_fit_logistic=fit_line(ds, [r.logistic.n50 for r in rows]),
+            linear_fit_logistic=fit_line(ds, [r.logistic.n50 if r.logistic.status == "ok" else None
+                                              for r in rows]),
         ))
     return SweepReport(
         grid=dict(grid), cells=cells, transitions=transitions, n_trials=len(trials),
@@ -322,6 +328,7 @@ def format_table(report: SweepReport, method: str, n_components: int, ambient_di
         r = star.get(d)
         n_star = "-" if r is None or r.n_star is None else str(r.n_star)
         n50 = "-" if r is None or r.logistic.n50 is None else f"{r.logistic.n50:.2f}"
+        n50 += "*" if r is not None and r.logistic.status == "at_bound" else ""
         lines.append(f"{d:>7} |{cells} | {n_star:>4} {n50:>6}")
     if tr is not None and tr.linear_fit is not None:
         lf = tr.linear_fit

@@ -103,3 +103,10 @@ def test_report_json_round_trip_and_table():
     assert lines[3 + 2].split("|")[1].split() == ["0", "0", "100"] + ["100"] * 11  # d = 4
     assert "R^2 = 1.000" in lines[-1]
     assert "no results" in format_table(report, "diffusion", 1, 48)
+
+
+def test_logistic_non_monotone_row_is_flagged():
+    fit = fit_logistic([2, 3, 4, 5], [2, 0, 0, 1], [2, 2, 2, 2])
+    assert fit.status in ("ok", "at_bound")
+    decreasing = fit_logistic([2, 3, 4, 5], [2, 2, 0, 0], [2, 2, 2, 2])
+    assert decreasing.status == "at_bound"  # success falls with N: no step up inside the grid
