@@ -46,6 +46,33 @@ def redis_available() -> bool:
     return port_open("127.0.0.1", 6379)
 
 
+REDIS_LOCK_KEY = "molrg:test-db-lock"
+
+
+def claim_redis_db(candidates: tuple[int, ...] = (15, 14, 8, 7, 6, 5, 4, 3, 2, 1)) -> str:
+    """URL of an empty Redis database locked for this test run (other suites use fixed ones)."""
+    import redis
+
+    for index in candidates:
+        client = redis.Redis.from_url(f"{REDIS_URL}/{index}")
+        try:
+            if client.dbsize() == 0 and client.set(REDIS_LOCK_KEY, str(uuid.uuid4()), nx=True, ex=1800):
+                return f"{REDIS_URL}/{index}"
+        finally:
+            client.close()
+    pytest.skip("no empty Redis database to run on")
+
+
+def release_redis_db(url: str) -> None:
+    import redis
+
+    client = redis.Redis.from_url(url)
+    try:
+        client.flushdb()
+    finally:
+        client.close()
+
+
 def create_pg_database(prefix: str = "molrg_t") -> str:
     """A fresh PostgreSQL database migrated to head; returns its URL."""
     name = f"{prefix}_{uuid.uuid4().hex[:10]}"

@@ -22,9 +22,9 @@ from db.enums import JobKind, JobStatus, task_name
 from db.models import FittedModel, Job
 from db.session import make_engine, make_sessionmaker, session_scope
 from tests.db.dbfixtures import (
-    REDIS_URL,
     add_dataset,
     add_job,
+    claim_redis_db,
     clear_tables,
     create_pg_database,
     create_sqlite_database,
@@ -33,6 +33,7 @@ from tests.db.dbfixtures import (
     get_job,
     pg_available,
     redis_available,
+    release_redis_db,
 )
 from workers.celery_app import make_celery
 from workers.settings import WorkerSettings
@@ -43,7 +44,6 @@ logger = logging.getLogger(__name__)
 ROOT = Path(__file__).resolve().parents[2]
 CELERY = str(Path(sys.executable).parent / "celery")
 TERMINAL = (JobStatus.succeeded, JobStatus.failed, JobStatus.cancelled)
-REDIS_DB = 11
 FIT_TIME_LIMIT_S = 6
 
 
@@ -140,10 +140,7 @@ def backend(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFac
     else:
         if not (pg_available() and redis_available()):
             pytest.skip("PostgreSQL at 127.0.0.1:5432 or Redis at 127.0.0.1:6379 not reachable")
-        import redis
-
-        broker = f"{REDIS_URL}/{REDIS_DB}"
-        redis.Redis.from_url(broker).flushdb()
+        broker = claim_redis_db()
         pg_url = db_url = create_pg_database("molrg_wk")
     env = _env(data_dir, db_url, broker)
     settings = WorkerSettings(data_dir=data_dir, database_url=db_url, broker_url=broker)
@@ -158,6 +155,8 @@ def backend(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFac
         engine.dispose()
         if pg_url:
             drop_pg_database(pg_url)
+        if broker.startswith("redis"):
+            release_redis_db(broker)
 
 
 @pytest.fixture
