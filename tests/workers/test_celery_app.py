@@ -52,3 +52,13 @@ def test_tasks_registered() -> None:
 
     assert {"molrg.fit", "molrg.sample", "molrg.reap"} <= set(app.tasks)
     assert app.tasks["molrg.fit"].soft_time_limit == app.conf.task_annotations["molrg.fit"]["soft_time_limit"]
+
+
+def test_pool_maintenance_is_frequent() -> None:
+    from celery.concurrency.asynpool import AsynPool
+
+    from workers import celery_app
+
+    celery_app._fast_pool_maintenance()
+    pool = AsynPool.__new__(AsynPool)
+    assert list(AsynPool.timers.fget(pool).values()) == [celery_app.POOL_MAINTAIN_INTERVAL_S]  # type: ignore[attr-defined]
