@@ -272,7 +272,10 @@ def fit_batched(
         subspace_clustering: n_restarts, max_iter, init ("data"|"random");
         diffusion: model ("auto": linear for K = 1, hardmax for K >= 2 | "linear" | "hardmax" |
         "softmax"), lr, steps, restarts, init ("random"|"data"|"pca"|"ksubspaces"), batch_size,
-        optimizer ("adam"|"sgd"), retraction ("qr"|"polar"), tol, callback_every, sigma_data
+        optimizer ("adam"|"sgd"), retraction ("qr"|"polar"), tol, callback_every, sigma_data.
+        Diffusion defaults: steps 2000 (stops early once every trial's relative Riemannian gradient
+        norm < tol = 1e-5), init "random" for K = 1 else "data", restarts 1 for K = 1 / soft-max
+        else 2, Adam lr 0.2 (exact loss) or 0.05 / 0.005 (soft-max from random / seeded init).
 
     Returns
     -------
