@@ -71,9 +71,9 @@ def app_settings(app: Any) -> WorkerSettings:
 
 
 @celeryd_init.connect
-def _prepare_worker(**_: Any) -> None:
+def _prepare_worker(instance: Any = None, **_: Any) -> None:
     # The filesystem transport needs its folders before the first poll.
-    app_settings(app).ensure_dirs()
+    app_settings(getattr(instance, "app", None) or app).ensure_dirs()
 
 
 @worker_init.connect
@@ -103,8 +103,8 @@ def _fast_pool_maintenance() -> None:
 
 
 @beat_init.connect
-def _prepare_beat(**_: Any) -> None:
-    app_settings(app).ensure_dirs()
+def _prepare_beat(sender: Any = None, **_: Any) -> None:
+    app_settings(getattr(sender, "app", None) or app).ensure_dirs()
 
 
 app = make_celery()
