@@ -53,6 +53,9 @@ def get_device() -> torch.device:
     """CUDA when configured/available, else CPU; decided lazily so the parent never initialises CUDA."""
     global _device
     if _device is None:
+        threads = get_settings().torch_threads
+        if threads:
+            torch.set_num_threads(threads)
         choice = get_settings().device
         if choice == "cuda" or (choice == "auto" and torch.cuda.is_available()):
             _device = torch.device("cuda")

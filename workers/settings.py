@@ -21,6 +21,7 @@ class WorkerSettings(BaseSettings):
     database_url: str = ""
     broker_url: str = "filesystem://"
     device: Literal["auto", "cpu", "cuda"] = "auto"
+    torch_threads: int | None = Field(None, ge=1)  # intra-op CPU threads per job; None: torch's default
     heartbeat_interval_s: float = Field(5.0, gt=0)
     stale_after_s: float = Field(60.0, gt=0)
     republish_after_s: float = Field(120.0, gt=0)

@@ -83,6 +83,17 @@ def test_device_choice(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     assert resources.get_device() == torch.device("cuda")
 
 
+def test_torch_threads_setting(tmp_path: Path) -> None:
+    before = torch.get_num_threads()
+    resources.reset()
+    resources.set_settings(WorkerSettings(data_dir=tmp_path, device="cpu", torch_threads=1))
+    try:
+        resources.get_device()
+        assert torch.get_num_threads() == 1
+    finally:
+        torch.set_num_threads(before)
+
+
 def test_sessionmaker_is_per_process(monkeypatch: pytest.MonkeyPatch) -> None:
     first = resources.get_sessionmaker()
     assert resources.get_sessionmaker() is first
