@@ -156,6 +156,8 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true", help="fewer trials/steps; numbers labelled")
     ap.add_argument("--skip-softmax", action="store_true")
+    ap.add_argument("--softmax-trials", type=int, default=None,
+                    help="trials for (b) (default 20, quick 1); the target scales with the fits run")
     ap.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
     ap.add_argument("--json", default=None)
     ap.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's)")
@@ -177,7 +179,8 @@ def main() -> None:
                  f"{a['wall_s']:.1f} s", f"< {a['target_s']:.0f} s", f"success {a['success']:.2f}"))
     print(f"(a) done {a['wall_s']:.1f} s, load {_load()}", flush=True)
     if not args.skip_softmax:
-        b = bench_softmax(1 if q else 20, dev, 300 if q else 1000)
+        sm_trials = args.softmax_trials or (1 if q else 20)
+        b = bench_softmax(sm_trials, dev, 300 if q else 1000)
         out["b_softmax"] = b
         rows.append(("(b) K=2 soft-max MC grid, random init", f"{b['fits']} fits x {b['steps']} steps",
                      f"{b['wall_s']:.1f} s", f"< {b['target_s']:.0f} s", f"success {b['success']:.2f}"))
