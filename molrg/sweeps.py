@@ -374,7 +374,8 @@ def run_chunk(
     callback : called with a :class:`SweepProgress` after each batched fit; returning True stops
         the chunk early and returns the trials finished so far (merge them as usual).
     pad_samples : batch cells that differ only in N into one call by zero-padding rows and passing
-        ``n_valid`` (B,); default: when the solver has an ``n_valid`` parameter.
+        ``n_valid`` (B,); default: True for the default ``fit_batched``, else when the solver
+        has an explicit ``n_valid`` parameter.
 
     Returns
     -------
