@@ -24,7 +24,7 @@ import torch
 from molrg.sweeps import SweepGrid, run_sweep
 from molrg.transition import SweepReport, format_table
 
-__all__ = ["Experiment", "main", "paper_grids", "sampling_check"]
+__all__ = ["Experiment", "default_diffusion_variant", "main", "paper_grids", "sampling_check"]
 
 PAPER = {"ambient_dims": [48], "dims": list(range(2, 9)), "samples": list(range(2, 16))}
 
@@ -108,6 +108,17 @@ def sampling_check(
     }
 
 
+def default_diffusion_variant(n_components: int, options: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The diffusion variant fit_batched picks for K components (model, init, restarts, ...) (spec section 5)."""
+    from molrg.data import make_molrg
+    from molrg.fitting import fit_batched
+
+    data = make_molrg(12, [2] * n_components, samples_per_component=3, seed=0)
+    fit = fit_batched(data.X[None], [2] * n_components, "diffusion", **{**(options or {}), "steps": 1})
+    keys = ("model", "init", "restarts", "schedule", "weighting")
+    return {k: fit.info[k] for k in keys if k in fit.info}
+
+
 def _transition_lines(report: SweepReport, method: str, K: int, n: int) -> list[str]:
     tr = report.transition(method, K, n)
     if tr is None:
@@ -148,6 +159,10 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
               f"trials={g.trials} fits={g.n_fits} options={g.method_options}")
         if exp.note:
             print(f"note: {exp.note}")
+        if "diffusion" in g.methods:
+            for K in g.n_components:
+                variant = default_diffusion_variant(K, g.method_options.get("diffusion"))
+                print(f"diffusion variant (as fit_batched resolves it) for K={K}: {variant}")
         t0 = time.perf_counter()
         report = run_sweep(g, device=device)
         wall = time.perf_counter() - t0

@@ -188,3 +188,12 @@ def test_real_solvers_independent_of_chunking():
         assert a[k] == pytest.approx(b[k], abs=1e-9), k
     K2 = [r for r in whole if r.n_components == 2 and r.method == "subspace_clustering"]
     assert K2 and all(r.info["method"] == "subspace_clustering" for r in K2)
+
+
+def test_reproduce_paper_grids_are_valid():
+    from molrg.reproduce import paper_grids
+
+    exps = paper_grids(quick=False)
+    assert [e.grid.validate().n_fits for e in exps] == [3920, 3920, 490]
+    assert all(e.grid.dims == tuple(range(2, 9)) and e.grid.samples == tuple(range(2, 16)) for e in exps)
+    assert len(paper_grids(quick=True, skip_softmax=True)) == 2
