@@ -30,6 +30,7 @@ class WorkerSettings(BaseSettings):
     job_time_limit_s: dict[str, int] = Field(default_factory=lambda: dict(DEFAULT_TIME_LIMITS_S))
     queues: list[str] = Field(default_factory=lambda: ["gpu", "cpu"])
     sweep_chunk_fits: int = Field(480, ge=1)  # fits per sweep chunk (workers/sweeps.py)
+    sweep_cpu_threads: int = Field(1, ge=0)  # torch threads of a sweep chunk on the CPU; 0: torch default
 
     @model_validator(mode="after")
     def _defaults_under_data_dir(self) -> "WorkerSettings":
