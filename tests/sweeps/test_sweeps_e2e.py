@@ -97,7 +97,7 @@ def test_sigkilled_worker_loses_and_duplicates_no_trial(production_stack: SweepS
     stack.env["MOLRG_SWEEP_CHUNK_FITS"] = "8"  # one cell (4 trials x 2 methods) per chunk
     first = stack.start_worker()
     body = {"ambient_dim": 8, "n_components": 1, "dims": [2], "samples": [2, 3, 4], "trials": 4,
-            "methods": ["pca", "diffusion"], "method_options": {"diffusion": {"steps": 400}}, "seed": 3}
+            "methods": ["pca", "diffusion"], "method_options": {"diffusion": {"steps": 2000, "tol": 1e-12}}, "seed": 3}
     job = _submit(stack, body)
     assert stack.client is not None
     url = f"/api/v1/sweeps/{job['sweep_id']}"
