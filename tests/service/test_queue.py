@@ -33,7 +33,8 @@ def test_clear_drops_pending_and_settings_defaults(tmp_path: Path) -> None:
     assert s.database_url == f"sqlite:///{tmp_path}/molrg.db"
     assert s.broker_transport_options == {
         "data_folder_in": f"{tmp_path}/broker/messages", "data_folder_out": f"{tmp_path}/broker/messages",
-        "processed_folder": f"{tmp_path}/broker/processed", "store_processed": False}
+        "processed_folder": f"{tmp_path}/broker/processed", "control_folder": f"{tmp_path}/broker/control",
+        "store_processed": False}
 
 
 def _redis_reason() -> str | None:
