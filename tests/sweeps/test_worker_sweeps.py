@@ -220,3 +220,16 @@ def test_a_requeued_sweep_job_keeps_its_pending_chunks(maker: sessionmaker[Sessi
     assert out.drain() == ids[1:]  # only the chunks still pending are published again
     assert [ws.run_sweep_chunk(maker, SETTINGS, c, cpu, "w2") for c in ids[1:]] == ["done", "finalized"]
     assert job(maker, job_id).status == JobStatus.succeeded and trial_counts(maker, sweep_id) == [3] * 6
+
+
+def test_reaper_republishes_pending_chunks_whose_message_was_lost(maker: sessionmaker[Session]) -> None:
+    job_id, _ = add_sweep(maker)
+    out = Outbox()
+    ws.plan_sweep_job(maker, SETTINGS, job_id, out, "w1")
+    ids = out.drain()
+    assert not ws.reap_sweeps(maker, SETTINGS, out).republish  # just published: not lost yet
+    with session_scope(maker) as s:
+        s.execute(update(SweepChunk).where(SweepChunk.id.in_(ids)).values(queued_at=utcnow() - timedelta(seconds=60)))
+    report = ws.reap_sweeps(maker, SETTINGS, out)
+    assert sorted(report.republish) == sorted(ids) and sorted(out.drain()) == sorted(ids)
+    assert not ws.reap_sweeps(maker, SETTINGS, out).republish  # queued_at was reset
