@@ -157,7 +157,8 @@ async def _request_validation(request: Request, exc: Exception) -> JSONResponse:
 
 async def _http_exception(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, StarletteHTTPException)
-    code = {404: "not_found", 405: "method_not_allowed", 401: "unauthorized", 413: "payload_too_large"}.get(
+    code = {400: "malformed_body", 404: "not_found", 405: "method_not_allowed", 401: "unauthorized",
+            413: "payload_too_large"}.get(
         exc.status_code, f"http_{exc.status_code}"
     )
     return problem(request, exc.status_code, code, str(exc.detail), headers=exc.headers)
