@@ -202,6 +202,16 @@ def revoke_key(key_id: str, data_dir: str | None) -> None:
     click.echo(f"revoked {key_id}")
 
 
+def _register_client_commands() -> None:
+    # The client commands (datasets, fit, sample, sweep, jobs, models) live in molrg_client: HTTP only.
+    from molrg_client.cli import register
+
+    register(cli)
+
+
+_register_client_commands()
+
+
 def main() -> None:
     cli()
 

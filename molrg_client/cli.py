@@ -1,0 +1,395 @@
+"""Client commands of the ``molrg`` CLI (datasets, fit, sample, sweep, jobs, models, sample-sets).
+
+Registered onto the server's click group by ``service.cli`` (``register(cli)``); they talk HTTP only.
+Connection: ``--url``/``MOLRG_URL`` (default http://127.0.0.1:8000) and ``--api-key``/``MOLRG_API_KEY``
+(default: the key file ``$MOLRG_DATA_DIR/api-key`` or ``./molrg-data/api-key`` that ``molrg up`` writes).
+
+Exit codes: 0 ok; 1 API error (problem ``code`` and detail on stderr); 2 usage error; 3 the job failed or
+was cancelled (``--wait``, ``jobs watch``); 4 timed out waiting.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import os
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import click
+
+from molrg_client.client import Client, describe_detail
+from molrg_client.errors import MolrgError, MolrgTimeout
+from molrg_client.types import Job
+
+EXIT_API, EXIT_JOB, EXIT_TIMEOUT = 1, 3, 4
+
+
+def _default_key() -> str | None:
+    key = os.environ.get("MOLRG_API_KEY")
+    if key:
+        return key
+    for folder in (os.environ.get("MOLRG_DATA_DIR"), "molrg-data"):
+        if folder and (Path(folder) / "api-key").is_file():
+            return (Path(folder) / "api-key").read_text().strip()
+    return None
+
+
+def _ints(value: str) -> list[int]:
+    try:
+        return [int(v) for v in value.replace(" ", "").split(",") if v]
+    except ValueError as exc:
+        raise click.BadParameter(f"{value!r}: expected comma-separated integers such as 4,4") from exc
+
+
+def _options(pairs: tuple[str, ...]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for pair in pairs:
+        key, sep, raw = pair.partition("=")
+        if not sep or not key:
+            raise click.BadParameter(f"{pair!r}: expected KEY=VALUE", param_hint="--option")
+        try:
+            out[key] = json.loads(raw)
+        except ValueError:
+            out[key] = raw
+    return out
+
+
+def _emit(obj: Any, as_json: bool, human: Callable[[], None]) -> None:
+    if as_json:
+        click.echo(json.dumps(obj, indent=2, sort_keys=True, default=str))
+    else:
+        human()
+
+
+def client_command(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """Add --url/--api-key/--json, build the Client, and map errors to exit codes with detail on stderr."""
+
+    @click.option("--url", envvar="MOLRG_URL", default=None, help="API base URL (env MOLRG_URL).")
+    @click.option("--api-key", envvar="MOLRG_API_KEY", default=None, help="Bearer key (env MOLRG_API_KEY).")
+    @click.option("--json", "as_json", is_flag=True, help="Print the JSON resource (for scripts).")
+    @functools.wraps(fn)
+    def wrapper(url: str | None, api_key: str | None, as_json: bool, **kwargs: Any) -> None:
+        client = Client(url, api_key or _default_key())
+        try:
+            fn(client, as_json, **kwargs)
+        except MolrgTimeout as exc:
+            click.echo(f"error: {exc}", err=True)
+            sys.exit(EXIT_TIMEOUT)
+        except MolrgError as exc:
+            click.echo(f"error: {exc}", err=True)
+            sys.exit(EXIT_API)
+        finally:
+            client.close()
+
+    return wrapper
+
+
+def _wait(client: Client, job: Job, as_json: bool, timeout: float | None) -> Job:
+    final = client.jobs.wait(job, progress=not as_json, timeout=timeout)
+    return final
+
+
+def _finish_job(job: Job, as_json: bool) -> None:
+    _emit(job.raw, as_json, lambda: _show_job(job))
+    if job.status != "succeeded":
+        if job.status in ("failed", "cancelled"):
+            click.echo(f"error: job {job.id} {job.status}" + (f": {job.error}" if job.error else ""), err=True)
+            sys.exit(EXIT_JOB)
+
+
+def _show_job(job: Job) -> None:
+    click.echo(f"job {job.id}  kind={job.kind}  status={job.status}  progress={100 * job.progress:.0f}%"
+               + (f"  {describe_detail(job.progress_detail)}" if job.progress_detail else ""))
+    if job.duration_s is not None:
+        click.echo(f"  duration {job.duration_s:.2f}s  attempts {job.attempts}/{job.max_attempts}")
+    if job.error:
+        click.echo(f"  error: {job.error}")
+    for name, link in sorted(job.links.items()):
+        if name not in ("self", "cancel"):
+            click.echo(f"  {name}: {link}")
+
+
+def _submitted(client: Client, job: Job, as_json: bool, wait: bool, timeout: float | None) -> None:
+    if wait:
+        _finish_job(_wait(client, job, as_json, timeout), as_json)
+    else:
+        _emit(job.raw, as_json, lambda: click.echo(f"submitted job {job.id} ({job.kind}, {job.status}); "
+                                                   f"watch it with: molrg jobs watch {job.id}"))
+
+
+WAIT = click.option("--wait", is_flag=True, help="Wait for the job with a live progress bar.")
+TIMEOUT = click.option("--timeout", type=float, default=None, help="Give up waiting after this many seconds.")
+
+
+# ---------------------------------------------------------------- datasets
+
+
+@click.group()
+def datasets() -> None:
+    """Create, upload and list datasets."""
+
+
+@datasets.command("create-synthetic")
+@click.option("--ambient-dim", "-n", type=int, required=True, help="Ambient dimension n.")
+@click.option("--dims", "-d", required=True, help="Comma-separated d_k, e.g. 4,4.")
+@click.option("--n-samples", "-N", type=int, default=None, help="Total samples N.")
+@click.option("--samples-per-component", type=int, default=None, help="N_k (instead of --n-samples).")
+@click.option("--noise-std", type=float, default=0.0, show_default=True)
+@click.option("--non-orthogonal", is_flag=True, help="Random (not mutually orthogonal) subspaces.")
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--name", default="synthetic", show_default=True)
+@client_command
+def create_synthetic(client: Client, as_json: bool, ambient_dim: int, dims: str, n_samples: int | None,
+                     samples_per_component: int | None, noise_std: float, non_orthogonal: bool, seed: int,
+                     name: str) -> None:
+    """Generate a synthetic MoLRG dataset (ground truth kept)."""
+    ds = client.datasets.create_synthetic(ambient_dim, _ints(dims), n_samples=n_samples,
+                                          samples_per_component=samples_per_component, noise_std=noise_std,
+                                          orthogonal=not non_orthogonal, seed=seed, name=name)
+    _emit(ds.raw, as_json, lambda: click.echo(f"dataset {ds.id}  {ds.name}  N={ds.n_samples} n={ds.ambient_dim}"))
+
+
+@datasets.command("upload")
+@click.argument("path", type=click.Path(exists=True, dir_okay=False))
+@click.option("--name", default=None)
+@client_command
+def upload(client: Client, as_json: bool, path: str, name: str | None) -> None:
+    """Upload an (N, n) array from a .npy, .csv or .json file."""
+    ds = client.datasets.upload(path, name=name)
+    _emit(ds.raw, as_json, lambda: click.echo(f"dataset {ds.id}  {ds.name}  N={ds.n_samples} n={ds.ambient_dim}"))
+
+
+@datasets.command("list")
+@click.option("--limit", type=int, default=50, show_default=True)
+@client_command
+def list_datasets(client: Client, as_json: bool, limit: int) -> None:
+    """List datasets, newest first."""
+    page = client.datasets.list(limit=limit)
+
+    def human() -> None:
+        for d in page.items:
+            click.echo(f"{d.id}  {d.source:<9} N={d.n_samples:<6} n={d.ambient_dim:<5} {d.name}")
+
+    _emit({"items": [d.raw for d in page.items], "next_cursor": page.next_cursor}, as_json, human)
+
+
+@datasets.command("download")
+@click.argument("dataset_id")
+@click.option("--out", "-o", type=click.Path(dir_okay=False), required=True, help="Write the (N, n) .npy here.")
+@client_command
+def download_dataset(client: Client, as_json: bool, dataset_id: str, out: str) -> None:
+    """Download a dataset's array as .npy."""
+    import numpy as np
+
+    X = client.datasets.download(dataset_id)
+    np.save(out, X)
+    _emit({"path": out, "shape": list(X.shape)}, as_json, lambda: click.echo(f"wrote {out} {X.shape}"))
+
+
+# ---------------------------------------------------------------- fit, sample, sweep
+
+
+@click.command("fit")
+@click.argument("dataset_id")
+@click.option("--components", "-K", type=int, required=True, help="Number of subspaces K.")
+@click.option("--dims", "-d", required=True, help="Comma-separated d_k (one per component).")
+@click.option("--method", type=click.Choice(["diffusion", "pca", "subspace_clustering"]), default="diffusion",
+              show_default=True)
+@click.option("--option", "-o", "option", multiple=True, help="Method option KEY=VALUE (JSON value), repeatable.")
+@click.option("--seed", type=int, default=0, show_default=True)
+@WAIT
+@TIMEOUT
+@client_command
+def fit(client: Client, as_json: bool, dataset_id: str, components: int, dims: str, method: str,
+        option: tuple[str, ...], seed: int, wait: bool, timeout: float | None) -> None:
+    """Submit a fit job on a dataset."""
+    job = client.fits.create(dataset_id, components, _ints(dims), method=method, options=_options(option), seed=seed)
+    _submitted(client, job, as_json, wait, timeout)
+
+
+@click.command("sample")
+@click.argument("model_id")
+@click.option("--n-samples", "-N", type=int, default=100, show_default=True)
+@click.option("--sampler", type=click.Choice(["heun", "ddim", "sde"]), default="heun", show_default=True)
+@click.option("--steps", type=int, default=18, show_default=True)
+@click.option("--seed", type=int, default=0, show_default=True)
+@WAIT
+@TIMEOUT
+@client_command
+def sample(client: Client, as_json: bool, model_id: str, n_samples: int, sampler: str, steps: int, seed: int,
+           wait: bool, timeout: float | None) -> None:
+    """Submit a sampling job from a fitted model."""
+    job = client.samples.create(model_id, n_samples=n_samples, sampler=sampler, steps=steps, seed=seed)
+    _submitted(client, job, as_json, wait, timeout)
+
+
+@click.command("sweep")
+@click.option("--spec", "spec", required=True,
+              help="The sweep as JSON (fields of POST /api/v1/sweeps), inline or @file.json.")
+@WAIT
+@TIMEOUT
+@client_command
+def sweep(client: Client, as_json: bool, spec: str, wait: bool, timeout: float | None) -> None:
+    """Submit a sample-complexity sweep."""
+    text = Path(spec[1:]).read_text() if spec.startswith("@") else spec
+    try:
+        body = json.loads(text)
+    except ValueError as exc:
+        raise click.BadParameter(f"not JSON: {exc}", param_hint="--spec") from exc
+    job = client.sweeps.create(body)
+    if not as_json and job.raw.get("sweep_id"):
+        click.echo(f"sweep {job.raw['sweep_id']} ({job.raw.get('n_fits')} fits)")
+    _submitted(client, job, as_json, wait, timeout)
+
+
+# ---------------------------------------------------------------- jobs
+
+
+@click.group()
+def jobs() -> None:
+    """List, show, watch and cancel jobs."""
+
+
+@jobs.command("list")
+@click.option("--kind", type=click.Choice(["fit", "sample", "sweep"]), default=None)
+@click.option("--status", type=click.Choice(["queued", "running", "cancelling", "succeeded", "failed",
+                                              "cancelled"]), default=None)
+@click.option("--limit", type=int, default=50, show_default=True)
+@client_command
+def list_jobs(client: Client, as_json: bool, kind: str | None, status: str | None, limit: int) -> None:
+    """List jobs, newest first."""
+    page = client.jobs.list(kind=kind, status=status, limit=limit)
+
+    def human() -> None:
+        for j in page.items:
+            click.echo(f"{j.id}  {j.kind:<6} {j.status:<10} {100 * j.progress:5.1f}%  "
+                       f"{j.created_at:%Y-%m-%d %H:%M:%S}" if j.created_at else f"{j.id} {j.kind} {j.status}")
+
+    _emit({"items": [j.raw for j in page.items], "next_cursor": page.next_cursor}, as_json, human)
+
+
+@jobs.command("show")
+@click.argument("job_id")
+@client_command
+def show_job(client: Client, as_json: bool, job_id: str) -> None:
+    """Show a job: status, progress, error, result links."""
+    job = client.jobs.get(job_id)
+    _emit(job.raw, as_json, lambda: _show_job(job))
+
+
+@jobs.command("watch")
+@click.argument("job_id")
+@TIMEOUT
+@client_command
+def watch_job(client: Client, as_json: bool, job_id: str, timeout: float | None) -> None:
+    """Follow a job's live event stream with a progress bar until it ends (--json: one event per line)."""
+    if as_json:
+        final = client.jobs.wait(job_id, timeout=timeout,
+                                 on_event=lambda ev: click.echo(json.dumps({"event": ev.event, "data": ev.data})))
+        if final.status != "succeeded":
+            sys.exit(EXIT_JOB)
+        return
+    _finish_job(client.jobs.wait(job_id, progress=True, timeout=timeout), False)
+
+
+@jobs.command("cancel")
+@click.argument("job_id")
+@client_command
+def cancel_job(client: Client, as_json: bool, job_id: str) -> None:
+    """Cancel a job (queued: at once; running: at its next step)."""
+    job = client.jobs.cancel(job_id)
+    _emit(job.raw, as_json, lambda: click.echo(f"job {job.id} {job.status}"))
+
+
+# ---------------------------------------------------------------- models and sample sets
+
+
+@click.group()
+def models() -> None:
+    """Show and download fitted models."""
+
+
+def _show_model(m: Any) -> None:
+    click.echo(f"model {m.id}  method={m.method}  K={m.n_components}  dims={m.dims}  n={m.ambient_dim}")
+    click.echo(f"  weights {[round(w, 4) for w in m.weights]}")
+    for key, value in sorted(m.metrics.items()):
+        if not isinstance(value, dict | list):
+            click.echo(f"  {key}: {value}")
+    for name, link in sorted(m.links.items()):
+        click.echo(f"  {name}: {link}")
+
+
+@models.command("show")
+@click.argument("model_id")
+@client_command
+def show_model(client: Client, as_json: bool, model_id: str) -> None:
+    """Show a fitted model: dims, weights, metrics, links."""
+    m = client.models.get(model_id)
+    _emit(m.raw, as_json, lambda: _show_model(m))
+
+
+@models.command("download")
+@click.argument("model_id")
+@click.option("--out", "-o", type=click.Path(dir_okay=False), default=None,
+              help="Write the bases .npz here (default <model_id>-bases.npz).")
+@client_command
+def download_model(client: Client, as_json: bool, model_id: str, out: str | None) -> None:
+    """Download a model's bases U_0..U_{K-1} as .npz."""
+    out = out or f"{model_id}-bases.npz"
+    payload = client.models.bases_npz(model_id)
+    Path(out).write_bytes(payload)
+    _emit({"path": out, "bytes": len(payload)}, as_json, lambda: click.echo(f"wrote {out} ({len(payload)} bytes)"))
+
+
+@click.group("sample-sets")
+def sample_sets() -> None:
+    """Show and download sample sets."""
+
+
+@sample_sets.command("show")
+@click.argument("sample_set_id")
+@client_command
+def show_sample_set(client: Client, as_json: bool, sample_set_id: str) -> None:
+    """Show a sample set and its diagnostics."""
+    s = client.sample_sets.get(sample_set_id)
+
+    def human() -> None:
+        click.echo(f"sample set {s.id}  model={s.model_id}  n_samples={s.n_samples}  {s.sampler}/{s.steps}")
+        for key, value in sorted(s.diagnostics.items()):
+            if not isinstance(value, dict | list):
+                click.echo(f"  {key}: {value}")
+
+    _emit(s.raw, as_json, human)
+
+
+@sample_sets.command("download")
+@click.argument("sample_set_id")
+@click.option("--out", "-o", type=click.Path(dir_okay=False), required=True, help="Write the samples .npy here.")
+@client_command
+def download_samples(client: Client, as_json: bool, sample_set_id: str, out: str) -> None:
+    """Download the samples (n_samples, n) as .npy."""
+    import numpy as np
+
+    S = client.sample_sets.samples(sample_set_id)
+    np.save(out, S)
+    _emit({"path": out, "shape": list(S.shape)}, as_json, lambda: click.echo(f"wrote {out} {S.shape}"))
+
+
+COMMANDS = (datasets, fit, sample, sweep, jobs, models, sample_sets)
+
+
+def register(group: click.Group) -> None:
+    """Add the client commands to the ``molrg`` group."""
+    for command in COMMANDS:
+        group.add_command(command)
+
+
+@click.group()
+def main() -> None:
+    """molrg client commands (also available as ``molrg <command>``)."""
+
+
+register(main)
