@@ -29,7 +29,7 @@ PG_ADMIN_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
 TIMINGS = {"MOLRG_HEARTBEAT_INTERVAL_S": "1", "MOLRG_REAP_INTERVAL_S": "1", "MOLRG_STALE_AFTER_S": "15",
            "MOLRG_REPUBLISH_AFTER_S": "4"}
 LONG_FIT = {"n_components": 2, "dims": [3, 3], "method": "diffusion", "seed": 0,
-            "options": {"model": "softmax", "steps": 3000, "restarts": 1}}
+            "options": {"model": "softmax", "steps": 1000, "restarts": 1}}
 QUICK_FIT = {"n_components": 2, "dims": [3, 3], "method": "subspace_clustering"}
 PROBLEM = "application/problem+json"
 
@@ -97,8 +97,11 @@ def _all_succeed(stack: SweepStack, job_ids: list[str], timeout: float = 150.0) 
     """Every job ends ``succeeded`` with exactly its model, and the owner's job list holds them all."""
     assert stack.client is not None
     deadline = time.monotonic() + timeout
+    t0 = time.monotonic()
     for job_id in job_ids:
         job = stack.wait_job(job_id, timeout=max(deadline - time.monotonic(), 1.0))
+        print(f"{time.monotonic() - t0:6.1f}s {job_id[:8]} {job['status']} attempts={job['attempts']} "
+              f"run={job['duration_s']}")
         assert job["status"] == "succeeded", job
         model = stack.client.get(f"/api/v1/models/{job['result']['model_id']}")
         assert model.status_code == 200 and model.json()["job_id"] == job_id
