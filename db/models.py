@@ -230,3 +230,17 @@ class SweepHeatmap(Base):
     width: Mapped[int] = mapped_column(Integer)
     height: Mapped[int] = mapped_column(Integer)
     png: Mapped[bytes] = deferred(mapped_column(LargeBinary))
+
+
+class Plot(Base):
+    """A PNG figure of a job's result (fit: ``loss``, ``projection``, ``jacobian``; sample: ``grid``, ...),
+    rendered by the worker when the job finishes; one per (job, kind)."""
+
+    __tablename__ = "plots"
+
+    job_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("jobs.id", ondelete="CASCADE"), primary_key=True)
+    kind: Mapped[str] = mapped_column(String(40), primary_key=True)
+    title: Mapped[str] = mapped_column(String(200), default="")
+    width: Mapped[int] = mapped_column(Integer)
+    height: Mapped[int] = mapped_column(Integer)
+    png: Mapped[bytes] = deferred(mapped_column(LargeBinary))

@@ -344,6 +344,33 @@ def download_model(client: Client, as_json: bool, model_id: str, out: str | None
     _emit({"path": out, "bytes": len(payload)}, as_json, lambda: click.echo(f"wrote {out} ({len(payload)} bytes)"))
 
 
+def _save_plots(section: Any, ident: str, out_dir: str, as_json: bool) -> None:
+    folder = Path(out_dir)
+    folder.mkdir(parents=True, exist_ok=True)
+    saved = []
+    for p in section.plots(ident):
+        path = folder / f"{ident}-{p['kind']}.png"
+        path.write_bytes(section.plot(ident, p["kind"]))
+        saved.append({**p, "path": str(path)})
+
+    def human() -> None:
+        if not saved:
+            click.echo("no plots")
+        for p in saved:
+            click.echo(f"wrote {p['path']}  {p['width']}x{p['height']}  {p['title']}")
+
+    _emit(saved, as_json, human)
+
+
+@models.command("plots")
+@click.argument("model_id")
+@click.option("--out-dir", "-o", type=click.Path(file_okay=False), default=".", show_default=True)
+@client_command
+def model_plots(client: Client, as_json: bool, model_id: str, out_dir: str) -> None:
+    """Download a model's figures (loss, projection, jacobian) as PNG files."""
+    _save_plots(client.models, model_id, out_dir, as_json)
+
+
 @click.group("sample-sets")
 def sample_sets() -> None:
     """Show and download sample sets."""
@@ -376,6 +403,15 @@ def download_samples(client: Client, as_json: bool, sample_set_id: str, out: str
     S = client.sample_sets.samples(sample_set_id)
     np.save(out, S)
     _emit({"path": out, "shape": list(S.shape)}, as_json, lambda: click.echo(f"wrote {out} {S.shape}"))
+
+
+@sample_sets.command("plots")
+@click.argument("sample_set_id")
+@click.option("--out-dir", "-o", type=click.Path(file_okay=False), default=".", show_default=True)
+@client_command
+def sample_set_plots(client: Client, as_json: bool, sample_set_id: str, out_dir: str) -> None:
+    """Download a sample set's figures (grid of samples with nearest training images, editing strip)."""
+    _save_plots(client.sample_sets, sample_set_id, out_dir, as_json)
 
 
 COMMANDS = (datasets, fit, sample, sweep, jobs, models, sample_sets)

@@ -193,6 +193,14 @@ class Models(_Section):
     def bases_npz(self, model: Any) -> bytes:
         return self._c._bytes(f"/models/{_id(model)}/bases.npz")
 
+    def plots(self, model: Any) -> list[dict[str, Any]]:
+        """The model's figures: ``kind`` (loss, projection, jacobian), ``title``, ``width``, ``height``, ``url``."""
+        return self._c._json("GET", f"/models/{_id(model)}/plots")  # type: ignore[return-value]
+
+    def plot(self, model: Any, kind: str) -> bytes:
+        """One figure as PNG bytes."""
+        return self._c._bytes(f"/models/{_id(model)}/plots/{kind}.png")
+
 
 class SampleSets(_Section):
     def get(self, sample_set: Any) -> SampleSet:
@@ -205,6 +213,13 @@ class SampleSets(_Section):
     def samples(self, sample_set: Any) -> np.ndarray:
         """The samples (n_samples, n)."""
         return self._c._npy(f"/sample-sets/{_id(sample_set)}/samples.npy")
+
+    def plots(self, sample_set: Any) -> list[dict[str, Any]]:
+        """The sample set's figures (``grid``, ``editing`` for square images)."""
+        return self._c._json("GET", f"/sample-sets/{_id(sample_set)}/plots")  # type: ignore[return-value]
+
+    def plot(self, sample_set: Any, kind: str) -> bytes:
+        return self._c._bytes(f"/sample-sets/{_id(sample_set)}/plots/{kind}.png")
 
 
 class Client:

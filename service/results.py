@@ -16,13 +16,14 @@ def model_to_read(row: FittedModel) -> ModelRead:
     links = {"self": f"{API}/models/{row.id}", "bases": f"{API}/models/{row.id}/bases.npz",
              "job": f"{API}/jobs/{row.job_id}", "dataset": f"{API}/datasets/{row.dataset_id}",
              "samples": f"{API}/models/{row.id}/samples",
-             "loss": f"{API}/jobs/{row.job_id}/metrics?name=loss"}
+             "loss": f"{API}/jobs/{row.job_id}/metrics?name=loss", "plots": f"{API}/models/{row.id}/plots"}
     return ModelRead.model_validate(row).model_copy(update={"links": links})
 
 
 def sample_set_to_read(row: SampleSet) -> SampleSetRead:
     links = {"self": f"{API}/sample-sets/{row.id}", "samples": f"{API}/sample-sets/{row.id}/samples.npy",
-             "job": f"{API}/jobs/{row.job_id}", "model": f"{API}/models/{row.model_id}"}
+             "job": f"{API}/jobs/{row.job_id}", "model": f"{API}/models/{row.model_id}",
+             "plots": f"{API}/sample-sets/{row.id}/plots"}
     return SampleSetRead.model_validate(row).model_copy(update={"links": links})
 
 

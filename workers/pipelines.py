@@ -22,11 +22,11 @@ from sqlalchemy.orm import Session, sessionmaker, undefer
 import molrg
 from db import jobs
 from db.enums import JobKind
-from db.models import Dataset, FittedModel, MetricPoint, SampleSet
+from db.models import Dataset, FittedModel, MetricPoint, Plot, SampleSet
 from db.session import session_scope
 from molrg.bases import pad_bases
 from molrg.metrics import explained_energy, recovery_report, subspace_clustering_objective
-from workers import codec
+from workers import codec, figures
 from workers.heartbeat import Heartbeat
 from workers.settings import WorkerSettings
 
@@ -145,7 +145,7 @@ def fit_metrics(est: Any, X: torch.Tensor, true_bases: list[np.ndarray] | None) 
     objectives = codec.jsonable(getattr(est, "objectives_", None) or {})
     recovery_error: float | None = None
     recovery_errors: list[float] | None = None
-    if true_bases:
+    if true_bases and len(true_bases) == len(est.bases_):  # no recovery error when K differs from the truth
         report = recovery_report(U_hat, pad_bases([torch.as_tensor(U, dtype=torch.float64) for U in true_bases]))
         recovery_error = float(report["max_error"])  # type: ignore[arg-type]
         recovery_errors = [float(e) for e in report["errors"]]  # type: ignore[attr-defined]
@@ -193,6 +193,8 @@ def run_fit(maker: sessionmaker[Session], claim: jobs.Claim, device: torch.devic
     metrics = fit_metrics(est, X, true_bases)
     history = [float(v) for v in (getattr(est, "loss_history_", None) or [])]
     bases_npz = codec.bases_to_npz(est.bases_)
+    plots = figures.fit_figures(est, codec.npy_to_array(data_npy), history, params.method, seed=params.seed) \
+        if figures.enabled() else []
     hb.stop()
     with session_scope(maker) as session:
         model_id = uuid.uuid4()
@@ -205,6 +207,7 @@ def run_fit(maker: sessionmaker[Session], claim: jobs.Claim, device: torch.devic
             weights=[float(w) for w in codec.to_numpy(torch.as_tensor(est.weights_)).reshape(-1)],
             config=codec.jsonable(est.get_config()), seed=params.seed, metrics=metrics, bases_npz=bases_npz,
         ))
+        session.add_all(figures.rows(Plot, claim.job_id, plots))
         session.execute(delete(MetricPoint).where(MetricPoint.job_id == claim.job_id, MetricPoint.name == "loss"))
         if history:
             session.execute(insert(MetricPoint), [
@@ -251,6 +254,8 @@ def run_sample(maker: sessionmaker[Session], claim: jobs.Claim, device: torch.de
         and len(true_weights) == len(true_bases) else None,
     ))
     samples_npy = codec.array_to_npy(samples, dtype=np.float64)
+    plots = figures.sample_figures(codec.npy_to_array(samples_npy), codec.npy_to_array(data_npy),
+                                   codec.npz_to_bases(bases_npz)) if figures.enabled() else []
     hb.stop()
     with session_scope(maker) as session:
         set_id = uuid.uuid4()
@@ -262,6 +267,7 @@ def run_sample(maker: sessionmaker[Session], claim: jobs.Claim, device: torch.de
             sampler=params.sampler, steps=params.steps, seed=params.seed, diagnostics=diagnostics,
             samples_npy=samples_npy,
         ))
+        session.add_all(figures.rows(Plot, claim.job_id, plots))
     return Outcome.succeeded
 
 

@@ -26,9 +26,9 @@ OCTET = {200: {"content": {"application/octet-stream": {"schema": {"type": "stri
 
 
 def build_api_router() -> APIRouter:
-    from service.routes import datasets, events, fits, jobs, models, sample_sets, sweeps
+    from service.routes import datasets, events, fits, jobs, models, plots, sample_sets, sweeps
 
     router = APIRouter(prefix="/api/v1", responses=problems(400, 401, 422, 503))
-    for module in (datasets, fits, models, jobs, events, sample_sets, sweeps):
+    for module in (datasets, fits, models, jobs, events, sample_sets, sweeps, plots):
         router.include_router(module.router)
     return router
