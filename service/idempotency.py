@@ -2,12 +2,13 @@
 
 import hashlib
 import json
+import threading
 from typing import Any, TypeVar
 
-from sqlalchemy import select
+from sqlalchemy import event, select, text
 from sqlalchemy.orm import Session
 
-from service.errors import IdempotencyKeyReused
+from service.errors import IdempotencyKeyInProgress, IdempotencyKeyReused
 
 Row = TypeVar("Row")
 
@@ -22,10 +23,48 @@ def request_hash(operation: str, payload: Any) -> str:
     return h.hexdigest()
 
 
+_held: set[tuple[str, str, str]] = set()
+_held_lock = threading.Lock()
+
+
+def hold_key(session: Session, table: str, owner: str, key: str) -> None:
+    """Mark (table, owner, key) as being processed until this request's transaction ends.
+
+    ``IdempotencyKeyInProgress`` (409) if another request holds it: on PostgreSQL a transaction-scoped
+    advisory lock (across API processes), elsewhere a per-process set (the embedded default runs one).
+    """
+    ident = (table, owner, key)
+    if session.get_bind().dialect.name == "postgresql":
+        lock_id = int.from_bytes(hashlib.sha256("\0".join(ident).encode()).digest()[:8], "big", signed=True)
+        if not session.scalar(text("SELECT pg_try_advisory_xact_lock(:id)"), {"id": lock_id}):
+            raise IdempotencyKeyInProgress(f"a request with Idempotency-Key {key!r} is in progress")
+        return
+    if ident in session.info.setdefault("idempotency_held", set()):
+        return
+    with _held_lock:
+        if ident in _held:
+            raise IdempotencyKeyInProgress(f"a request with Idempotency-Key {key!r} is in progress")
+        _held.add(ident)
+    session.info["idempotency_held"].add(ident)
+
+    def release(sess: Session, transaction: Any) -> None:
+        if transaction.parent is None and ident in sess.info.get("idempotency_held", ()):
+            sess.info["idempotency_held"].discard(ident)
+            with _held_lock:
+                _held.discard(ident)
+
+    event.listen(session, "after_transaction_end", release)
+
+
 def find_replay(session: Session, entity: type[Row], owner: str, key: str | None, digest: str) -> Row | None:
-    """The row created earlier with this key, if any; ``IdempotencyKeyReused`` if its request differed."""
+    """The row created earlier with this key, if any; ``IdempotencyKeyReused`` if its request differed.
+
+    Holds the key for the rest of the request (``hold_key``): a second request with the same key while
+    this one is still being processed gets 409 ``idempotency_key_in_progress``.
+    """
     if key is None:
         return None
+    hold_key(session, entity.__tablename__, owner, key)  # type: ignore[attr-defined]
     row = session.scalar(
         select(entity).where(entity.owner == owner, entity.idempotency_key == key)  # type: ignore[attr-defined]
     )

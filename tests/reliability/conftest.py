@@ -6,7 +6,7 @@ import pytest
 import sqlalchemy as sa
 
 from db.session import make_engine
-from tests.service.conftest import db_url, make_api, pg_database, sqlite_template, sqlite_url  # noqa: F401
+from tests.service.conftest import api, db_url, make_api, pg_database, sqlite_template, sqlite_url  # noqa: F401
 
 
 @pytest.fixture
