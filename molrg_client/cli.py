@@ -152,6 +152,17 @@ def create_synthetic(client: Client, as_json: bool, ambient_dim: int, dims: str,
     _emit(ds.raw, as_json, lambda: click.echo(f"dataset {ds.id}  {ds.name}  N={ds.n_samples} n={ds.ambient_dim}"))
 
 
+@datasets.command("create-builtin")
+@click.argument("dataset", type=click.Choice(["digits"]), default="digits")
+@click.option("--classes", default=None, help="Comma-separated digits to keep (default all ten).")
+@click.option("--name", default=None)
+@client_command
+def create_builtin(client: Client, as_json: bool, dataset: str, classes: str | None, name: str | None) -> None:
+    """Create a built-in real dataset: scikit-learn's 8x8 handwritten digits (with labels)."""
+    ds = client.datasets.create_builtin(dataset, name=name, classes=_ints(classes) if classes else None)
+    _emit(ds.raw, as_json, lambda: click.echo(f"dataset {ds.id}  {ds.name}  N={ds.n_samples} n={ds.ambient_dim}"))
+
+
 @datasets.command("upload")
 @click.argument("path", type=click.Path(exists=True, dir_okay=False))
 @click.option("--name", default=None)
@@ -195,7 +206,8 @@ def download_dataset(client: Client, as_json: bool, dataset_id: str, out: str) -
 @click.command("fit")
 @click.argument("dataset_id")
 @click.option("--components", "-K", type=int, required=True, help="Number of subspaces K.")
-@click.option("--dims", "-d", required=True, help="Comma-separated d_k (one per component).")
+@click.option("--dims", "-d", default=None,
+              help="Comma-separated d_k (one per component); default: from the data (95%-energy rule).")
 @click.option("--method", type=click.Choice(["diffusion", "pca", "subspace_clustering"]), default="diffusion",
               show_default=True)
 @click.option("--option", "-o", "option", multiple=True, help="Method option KEY=VALUE (JSON value), repeatable.")
@@ -203,10 +215,13 @@ def download_dataset(client: Client, as_json: bool, dataset_id: str, out: str) -
 @WAIT
 @TIMEOUT
 @client_command
-def fit(client: Client, as_json: bool, dataset_id: str, components: int, dims: str, method: str,
+def fit(client: Client, as_json: bool, dataset_id: str, components: int, dims: str | None, method: str,
         option: tuple[str, ...], seed: int, wait: bool, timeout: float | None) -> None:
-    """Submit a fit job on a dataset."""
-    job = client.fits.create(dataset_id, components, _ints(dims), method=method, options=_options(option), seed=seed)
+    """Submit a fit job on a dataset (dims from the data when --dims is omitted)."""
+    chosen = _ints(dims) if dims else client.datasets.auto_dims(dataset_id, components)
+    if not dims:
+        click.echo(f"dims from the data (95% energy): {','.join(map(str, chosen))}", err=True)
+    job = client.fits.create(dataset_id, components, chosen, method=method, options=_options(option), seed=seed)
     _submitted(client, job, as_json, wait, timeout)
 
 

@@ -66,6 +66,25 @@ class Datasets(_Section):
     def get(self, dataset: Any) -> Dataset:
         return Dataset.from_json(self._c._json("GET", f"/datasets/{_id(dataset)}"))
 
+    def create_builtin(self, dataset: str = "digits", *, name: str | None = None, classes: list[int] | None = None,
+                       scale: bool = True, idempotency_key: str | None = None) -> Dataset:
+        """A built-in real dataset (``digits``: scikit-learn's 8x8 handwritten digits, with labels)."""
+        body: dict[str, Any] = {"dataset": dataset, "scale": scale}
+        if name:
+            body["name"] = name
+        if classes is not None:
+            body["classes"] = list(classes)
+        return Dataset.from_json(self._c._json("POST", "/datasets/builtin", json=body, idempotency_key=idempotency_key))
+
+    def auto_dims(self, dataset: Any, n_components: int, energy: float = 0.95) -> list[int]:
+        """Dims from the data by the 95%-energy rule (``molrg_client.dims``), per class when K = #classes."""
+        from molrg_client.dims import choose_dims
+
+        ds = dataset if isinstance(dataset, Dataset) else self.get(dataset)
+        X = self.download(ds)
+        labels = self.labels(ds) if "labels" in ds.links else None
+        return choose_dims(X, n_components, labels, energy)
+
     def download(self, dataset: Any) -> np.ndarray:
         """The (N, n) float64 data."""
         return self._c._npy(f"/datasets/{_id(dataset)}/data.npy")
@@ -80,9 +99,14 @@ class Datasets(_Section):
 
 
 class Fits(_Section):
-    def create(self, dataset: Any, n_components: int, dims: list[int], *, method: str = "diffusion",
+    def create(self, dataset: Any, n_components: int, dims: list[int] | None = None, *, method: str = "diffusion",
                options: dict[str, Any] | None = None, seed: int = 0, idempotency_key: str | None = None) -> Job:
-        """Submit a fit job (returns the queued job; ``client.jobs.wait`` it)."""
+        """Submit a fit job (returns the queued job; ``client.jobs.wait`` it).
+
+        ``dims=None``: chosen from the data by the 95%-energy rule (``Datasets.auto_dims``).
+        """
+        if dims is None:
+            dims = self._c.datasets.auto_dims(dataset, n_components)
         body = {"dataset_id": _id(dataset), "n_components": n_components, "dims": list(dims), "method": method,
                 "options": options or {}, "seed": seed}
         return Job.from_json(self._c._json("POST", "/fits", json=body, idempotency_key=idempotency_key))

@@ -31,6 +31,8 @@ def to_read(row: Dataset) -> DatasetRead:
     if row.has_ground_truth:
         links["labels"] = f"{API}/datasets/{row.id}/labels.npy"
         links["bases"] = f"{API}/datasets/{row.id}/bases.npz"
+    elif row.source == "builtin":  # real data with class labels (service.builtin)
+        links["labels"] = f"{API}/datasets/{row.id}/labels.npy"
     return DatasetRead.model_validate(row).model_copy(update={"links": links})
 
 
