@@ -64,6 +64,10 @@ class Unauthorized(ServiceError):
     code = "unauthorized"
 
 
+class Forbidden(ServiceError):
+    code = "forbidden"
+
+
 class ServiceUnavailable(ServiceError):
     code = "service_unavailable"
 
@@ -94,6 +98,7 @@ _STATUS: dict[type[ServiceError], int] = {
     ValidationFailed: 422,
     PayloadTooLarge: 413,
     Unauthorized: 401,
+    Forbidden: 403,
     ServiceUnavailable: 503,
 }
 

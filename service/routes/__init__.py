@@ -10,7 +10,7 @@ from service.schemas import Problem
 def problems(*codes: int) -> dict[int | str, dict[str, Any]]:
     """OpenAPI entries for problem+json error responses."""
     text = {400: "Malformed request body (not parseable as the declared content type)",
-            401: "Missing, invalid or revoked API key", 404: "Not found (or owned by someone else)",
+            401: "Missing, invalid or revoked API key", 403: "Forbidden: needs an admin key", 404: "Not found (or owned by someone else)",
             409: "Conflict with the resource's state", 413: "Payload too large",
             422: "Validation failed: see `errors[].field` and `errors[].reason`",
             503: "Database unavailable"}
@@ -26,9 +26,9 @@ OCTET = {200: {"content": {"application/octet-stream": {"schema": {"type": "stri
 
 
 def build_api_router() -> APIRouter:
-    from service.routes import datasets, events, fits, jobs, models, plots, sample_sets, sweeps
+    from service.routes import api_keys, datasets, events, fits, jobs, models, plots, sample_sets, sweeps
 
     router = APIRouter(prefix="/api/v1", responses=problems(400, 401, 422, 503))
-    for module in (datasets, fits, models, jobs, events, sample_sets, sweeps, plots):
+    for module in (api_keys, datasets, fits, models, jobs, events, sample_sets, sweeps, plots):
         router.include_router(module.router)
     return router

@@ -111,6 +111,39 @@ def _all_succeed(stack: SweepStack, job_ids: list[str], timeout: float = 150.0) 
     assert sorted(m["job_id"] for m in models) == sorted(job_ids)  # one model per job, no duplicates
 
 
+def _use_new_key(stack: SweepStack, database_url: str) -> str:
+    """A second key of the default owner, created in the database; the client sends it from now on."""
+    from db.session import make_engine, make_sessionmaker, session_scope
+    from service.auth import create_api_key
+
+    engine = make_engine(database_url)
+    with session_scope(make_sessionmaker(engine)) as session:
+        _row, key = create_api_key(session, name="secret", owner="local")
+    engine.dispose()
+    assert stack.client is not None
+    stack.client.headers["Authorization"] = f"Bearer {key}"
+    assert stack.client.get("/api/v1/jobs").status_code == 200
+    wrong = key[:-4] + "xxxx"
+    assert stack.client.get("/api/v1/jobs", headers={"Authorization": f"Bearer {wrong}"}).status_code == 401
+    return key
+
+
+def _assert_key_never_logged(stack: SweepStack, key: str) -> None:
+    """Neither the key (nor its hash, nor a near miss of it) is in any log of the API or the worker;
+    the first-start key is printed once, by ``molrg up``'s banner, and nowhere else."""
+    from service.auth import hash_key
+
+    logs = {p.name: p.read_text(errors="replace") for p in stack.data_dir.glob("*.log")}
+    assert {"api.log", "worker0.log"} <= set(logs)
+    default_key = (stack.data_dir / "api-key").read_text().strip()
+    for name, text in logs.items():
+        for secret in (key, hash_key(key), key[:-4], default_key[12:], hash_key(default_key)):
+            if secret == default_key[12:] and name == "api.log":
+                assert text.count(secret) == 1 and "created API key" in text  # the banner, once
+                continue
+            assert secret not in text, f"a key is in {name}"
+
+
 def test_redis_restart_loses_no_job(tmp_path: Path, pg_url: str, redis_server: RedisServer) -> None:
     stack = _stack(tmp_path, pg_url, redis_server.url)
     try:
@@ -142,6 +175,7 @@ def test_postgres_outage_answers_503_and_recovers_without_restart(tmp_path: Path
     try:
         assert stack.client is not None and stack.api is not None
         api_pid, worker_pid = stack.api.pid, stack.workers[0].pid
+        key = _use_new_key(stack, proxied)
         ds = _dataset(stack.client)
         jobs = [_fit(stack.client, ds, LONG_FIT)] + [_fit(stack.client, ds, QUICK_FIT, seed=s) for s in range(3)]
         _wait_status(stack, jobs[0], "running")
@@ -168,6 +202,8 @@ def test_postgres_outage_answers_503_and_recovers_without_restart(tmp_path: Path
         assert (stack.api.pid, stack.workers[0].pid) == (api_pid, worker_pid)
         jobs.append(_fit(stack.client, ds, QUICK_FIT, seed=99))
         _all_succeed(stack, jobs)
+        stack.stop()
+        _assert_key_never_logged(stack, key)
     finally:
         stack.stop()
         proxy.close()
