@@ -359,12 +359,12 @@ def download_model(client: Client, as_json: bool, model_id: str, out: str | None
     _emit({"path": out, "bytes": len(payload)}, as_json, lambda: click.echo(f"wrote {out} ({len(payload)} bytes)"))
 
 
-def _save_plots(section: Any, ident: str, out_dir: str, as_json: bool) -> None:
+def _save_plots(section: Any, ident: str, out_dir: str, prefix: str | None, as_json: bool) -> None:
     folder = Path(out_dir)
     folder.mkdir(parents=True, exist_ok=True)
     saved = []
     for p in section.plots(ident):
-        path = folder / f"{ident}-{p['kind']}.png"
+        path = folder / f"{ident + '-' if prefix is None else prefix}{p['kind']}.png"
         path.write_bytes(section.plot(ident, p["kind"]))
         saved.append({**p, "path": str(path)})
 
@@ -380,10 +380,11 @@ def _save_plots(section: Any, ident: str, out_dir: str, as_json: bool) -> None:
 @models.command("plots")
 @click.argument("model_id")
 @click.option("--out-dir", "-o", type=click.Path(file_okay=False), default=".", show_default=True)
+@click.option("--prefix", default=None, help="File name prefix (default '<id>-'): <prefix><kind>.png.")
 @client_command
-def model_plots(client: Client, as_json: bool, model_id: str, out_dir: str) -> None:
+def model_plots(client: Client, as_json: bool, model_id: str, out_dir: str, prefix: str | None) -> None:
     """Download a model's figures (loss, projection, jacobian) as PNG files."""
-    _save_plots(client.models, model_id, out_dir, as_json)
+    _save_plots(client.models, model_id, out_dir, prefix, as_json)
 
 
 @click.group("sample-sets")
@@ -423,10 +424,11 @@ def download_samples(client: Client, as_json: bool, sample_set_id: str, out: str
 @sample_sets.command("plots")
 @click.argument("sample_set_id")
 @click.option("--out-dir", "-o", type=click.Path(file_okay=False), default=".", show_default=True)
+@click.option("--prefix", default=None, help="File name prefix (default '<id>-'): <prefix><kind>.png.")
 @client_command
-def sample_set_plots(client: Client, as_json: bool, sample_set_id: str, out_dir: str) -> None:
+def sample_set_plots(client: Client, as_json: bool, sample_set_id: str, out_dir: str, prefix: str | None) -> None:
     """Download a sample set's figures (grid of samples with nearest training images, editing strip)."""
-    _save_plots(client.sample_sets, sample_set_id, out_dir, as_json)
+    _save_plots(client.sample_sets, sample_set_id, out_dir, prefix, as_json)
 
 
 COMMANDS = (datasets, fit, sample, sweep, jobs, models, sample_sets)
