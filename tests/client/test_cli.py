@@ -90,3 +90,11 @@ def test_errors_exit_nonzero_with_problem_on_stderr(run, embedded_stack: Stack) 
     unauth = CliRunner().invoke(cli, ["datasets", "list"], env={"MOLRG_URL": embedded_stack.url,
                                                                 "MOLRG_API_KEY": "nope"})
     assert unauth.exit_code == 1 and "(401)" in unauth.stderr
+
+
+def test_sweep_wait_json(run) -> None:  # type: ignore[no-untyped-def]
+    spec = json.dumps({"ambient_dim": 8, "dims": [2], "samples": [2, 4], "trials": 2, "methods": ["pca"]})
+    job = _json(run("sweep", "--spec", spec, "--wait", "--json", "--timeout", "120"))
+    assert job["status"] == "succeeded" and job["kind"] == "sweep"
+    bad = run("sweep", "--spec", "{not json")
+    assert bad.exit_code == 2

@@ -48,3 +48,32 @@ def test_events_owner_scoped_and_problem_json(embedded_stack: Stack) -> None:
     assert r.status_code == 404 and r.json()["code"] == "not_found"
     r = httpx.get(embedded_stack.url + "/api/v1/jobs/00000000-0000-0000-0000-000000000000/events")
     assert r.status_code == 401
+
+
+def test_generator_heartbeats_dedups_and_ends(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Unit: comments while nothing changes, one event per change, then ``end`` (no server, fake rows)."""
+    import asyncio
+
+    from service.routes import events as ev
+
+    base = {"id": "j", "status": "queued", "progress": 0.0, "progress_detail": None}
+    rows = iter([base, base, base | {"status": "running"},
+                 base | {"status": "running", "progress": 0.5, "progress_detail": {"step": 5, "loss": 0.1}},
+                 base | {"status": "succeeded", "progress": 1.0}])
+    monkeypatch.setattr(ev, "_snapshot", lambda *a: next(rows))
+
+    class Req:
+        async def is_disconnected(self) -> bool:
+            return False
+
+    async def collect() -> list[str]:
+        return [c async for c in ev.job_events(Req(), None, None, "j", next(rows), poll_s=0.01, heartbeat_s=0.0)]
+
+    chunks = asyncio.run(collect())
+    assert chunks[0].startswith("retry:")
+    assert sum(c.startswith(": keep-alive") for c in chunks) >= 1
+    events = list(parse_sse(iter("".join(chunks).split("\n"))))
+    assert [(e.event, e.data["status"]) for e in events] == [
+        ("status", "queued"), ("progress", "queued"), ("status", "running"), ("progress", "running"),
+        ("status", "succeeded"), ("progress", "succeeded"), ("end", "succeeded")]
+    assert events[3].data["progress_detail"] == {"step": 5, "loss": 0.1}
