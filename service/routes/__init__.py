@@ -26,7 +26,18 @@ OCTET = {200: {"content": {"application/octet-stream": {"schema": {"type": "stri
 
 
 def build_api_router() -> APIRouter:
-    from service.routes import api_keys, builtin, datasets, events, fits, jobs, models, plots, sample_sets, sweeps
+    from service.routes import (
+        api_keys,
+        builtin,
+        datasets,
+        events,
+        fits,
+        jobs,
+        models,
+        plots,
+        sample_sets,
+        sweeps,
+    )
 
     router = APIRouter(prefix="/api/v1", responses=problems(400, 401, 422, 503))
     for module in (api_keys, builtin, datasets, fits, models, jobs, events, sample_sets, sweeps, plots):
