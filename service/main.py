@@ -14,6 +14,7 @@ from service.docs import mount_docs
 from service.errors import register_exception_handlers
 from service.limits import BodySizeLimitMiddleware
 from service.observability import Metrics, RequestMetricsMiddleware
+from service.results_page import router as results_page_router
 from service.routes import build_api_router, health, metrics
 from service.settings import ServiceSettings, get_settings
 
@@ -72,6 +73,7 @@ def create_app(settings: ServiceSettings | None = None) -> FastAPI:
     app.include_router(build_api_router())
     app.include_router(health.router)
     app.include_router(metrics.router)
+    app.include_router(results_page_router)
     mount_docs(app)
     app.add_middleware(BodySizeLimitMiddleware, max_upload_bytes=settings.max_upload_bytes,
                        max_json_bytes=settings.max_json_bytes)
