@@ -1,0 +1,239 @@
+"""Load on loopback: concurrent clients mixing job submissions, status polls and listings, then a drain.
+
+Starts the real service on PostgreSQL + a private redis-server (``molrg up --workers W``: the API and W
+Celery worker processes), then
+
+1. **load**: ``--clients`` asyncio clients (httpx) for ``--duration`` seconds, each looping over a mix of
+   10 % ``POST /fits`` (small ``pca`` fits; ``--write-fraction``), 60 % ``GET /jobs/{id}`` and 30 %
+   ``GET /jobs?limit=20``;
+   reports requests/s, p50/p99 latency (all, reads, writes) and errors (any non-2xx or exception);
+2. **drain**: submits ``--jobs`` more small fits as fast as it can and waits until every job in the
+   database (these and the load phase's) is ``succeeded``; reports the submit and drain times.
+
+Usage: python bench/bench_load.py [--clients 50] [--duration 30] [--jobs 1000] [--workers 2] [--out FILE]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import random
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+import httpx
+import sqlalchemy as sa
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from tests.reliability.faults import RedisServer, free_port  # noqa: E402
+
+PG_ADMIN_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
+FIT = {"n_components": 1, "dims": [3], "method": "pca"}
+
+
+def _pct(values: list[float], q: float) -> float:
+    if not values:
+        return float("nan")
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, max(0, round(q * (len(ordered) - 1))))]
+
+
+def _summary(lat: list[float]) -> dict[str, float]:
+    return {"n": len(lat), "p50_ms": round(_pct(lat, 0.50) * 1e3, 1), "p99_ms": round(_pct(lat, 0.99) * 1e3, 1)}
+
+
+class Service:
+    """``molrg up`` on a fresh PostgreSQL database and a private Redis; stopped by ``close``."""
+
+    def __init__(self, workers: int) -> None:
+        self.tmp = tempfile.TemporaryDirectory(prefix="molrg-load-")
+        data = Path(self.tmp.name)
+        self.redis = RedisServer(data / "redis")
+        self.redis.start()
+        self.dbname = f"molrg_load_{uuid.uuid4().hex[:8]}"
+        admin = sa.create_engine(PG_ADMIN_URL, isolation_level="AUTOCOMMIT")
+        with admin.connect() as conn:
+            conn.execute(sa.text(f'CREATE DATABASE "{self.dbname}"'))
+        admin.dispose()
+        self.database_url = f"postgresql+psycopg://postgres@127.0.0.1:5432/{self.dbname}"
+        env = {k: v for k, v in os.environ.items() if not k.startswith("MOLRG_")}
+        env |= {"MOLRG_DATABASE_URL": self.database_url, "MOLRG_BROKER_URL": self.redis.url}
+        port = free_port()
+        self.log_path = data / "molrg-up.log"
+        self._log = open(self.log_path, "wb")  # noqa: SIM115
+        exe = str(Path(sys.executable).parent / "molrg")
+        self.proc = subprocess.Popen([exe, "up", "--port", str(port), "--data-dir", str(data / "data"),
+                                      "--workers", str(workers)], cwd=ROOT, env=env, stdout=self._log,
+                                     stderr=subprocess.STDOUT, start_new_session=True)
+        self.url = f"http://127.0.0.1:{port}"
+        key_file = data / "data" / "api-key"
+        deadline = time.monotonic() + 120
+        while True:
+            try:
+                if httpx.get(self.url + "/health/ready", timeout=2).status_code == 200 and key_file.exists():
+                    break
+            except httpx.HTTPError:
+                pass
+            if self.proc.poll() is not None or time.monotonic() > deadline:
+                self.close()
+                raise RuntimeError("service did not start:\n" + self.log_path.read_text(errors="replace")[-3000:])
+            time.sleep(0.3)
+        self.key = key_file.read_text().strip()
+        self.engine = sa.create_engine(self.database_url)
+
+    def status_counts(self) -> dict[str, int]:
+        with self.engine.connect() as conn:
+            rows = conn.execute(sa.text("SELECT status, count(*) FROM jobs GROUP BY status")).all()
+        return {str(s): int(n) for s, n in rows}
+
+    def close(self) -> None:
+        if self.proc.poll() is None:
+            os.killpg(self.proc.pid, signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+                self.proc.wait()
+        self._log.close()
+        if hasattr(self, "engine"):
+            self.engine.dispose()
+        self.redis.kill()
+        admin = sa.create_engine(PG_ADMIN_URL, isolation_level="AUTOCOMMIT")
+        with admin.connect() as conn:
+            conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{self.dbname}" WITH (FORCE)'))
+        admin.dispose()
+        self.tmp.cleanup()
+
+
+async def _load(url: str, key: str, dataset_id: str, seed_jobs: list[str], clients: int,
+                duration: float, write_fraction: float) -> dict[str, Any]:
+    reads: list[float] = []
+    writes: list[float] = []
+    errors: list[str] = []
+    job_ids = list(seed_jobs)
+    limits = httpx.Limits(max_connections=clients, max_keepalive_connections=clients)
+    async with httpx.AsyncClient(base_url=url, headers={"Authorization": f"Bearer {key}"}, timeout=30,
+                                 limits=limits) as client:
+        stop = time.monotonic() + duration
+
+        async def one_client(index: int) -> None:
+            rng = random.Random(index)
+            while time.monotonic() < stop:
+                r = rng.random()
+                t0 = time.perf_counter()
+                try:
+                    if r < write_fraction:
+                        resp = await client.post("/api/v1/fits", json={"dataset_id": dataset_id, **FIT,
+                                                                        "seed": rng.randrange(10**9)})
+                        if resp.status_code == 202:
+                            job_ids.append(resp.json()["id"])
+                        bucket = writes
+                    elif r < write_fraction + (1 - write_fraction) * 2 / 3:
+                        resp = await client.get(f"/api/v1/jobs/{rng.choice(job_ids)}")
+                        bucket = reads
+                    else:
+                        resp = await client.get("/api/v1/jobs", params={"limit": 20})
+                        bucket = reads
+                    elapsed = time.perf_counter() - t0
+                    if resp.status_code >= 400:
+                        errors.append(f"{resp.request.method} {resp.request.url.path}: {resp.status_code}")
+                    else:
+                        bucket.append(elapsed)
+                except httpx.HTTPError as exc:
+                    errors.append(f"{exc.__class__.__name__}: {exc}")
+
+        t0 = time.monotonic()
+        await asyncio.gather(*(one_client(i) for i in range(clients)))
+        wall = time.monotonic() - t0
+    total = len(reads) + len(writes) + len(errors)
+    return {"clients": clients, "duration_s": round(wall, 1), "requests": total,
+            "requests_per_s": round(total / wall, 1), "errors": len(errors), "error_samples": errors[:5],
+            "all": _summary(reads + writes), "reads": _summary(reads), "writes": _summary(writes),
+            "jobs_submitted": len(job_ids) - len(seed_jobs)}
+
+
+async def _submit_many(url: str, key: str, dataset_id: str, n: int, concurrency: int = 10) -> list[str]:
+    ids: list[str] = []
+    async with httpx.AsyncClient(base_url=url, headers={"Authorization": f"Bearer {key}"}, timeout=30) as client:
+        queue = list(range(n))
+
+        async def worker() -> None:
+            while queue:
+                seed = queue.pop()
+                resp = await client.post("/api/v1/fits", json={"dataset_id": dataset_id, **FIT, "seed": seed})
+                resp.raise_for_status()
+                ids.append(resp.json()["id"])
+
+        await asyncio.gather(*(worker() for _ in range(concurrency)))
+    return ids
+
+
+def run(clients: int = 50, duration: float = 30.0, jobs: int = 1000, workers: int = 2,
+        drain_timeout: float = 1800.0, write_fraction: float = 0.10) -> dict[str, Any]:
+    service = Service(workers)
+    try:
+        client = httpx.Client(base_url=service.url, headers={"Authorization": f"Bearer {service.key}"}, timeout=30)
+        ds = client.post("/api/v1/datasets", json={"name": "load", "synthetic": {
+            "ambient_dim": 16, "dims": [3], "n_samples": 12, "seed": 0}}).raise_for_status().json()
+        seed_jobs = [client.post("/api/v1/fits", json={"dataset_id": ds["id"], **FIT, "seed": s}).raise_for_status()
+                     .json()["id"] for s in range(3)]
+        client.close()
+        report: dict[str, Any] = {"backend": "postgresql+redis", "workers": workers,
+                                  "write_fraction": write_fraction}
+        report["load"] = asyncio.run(_load(service.url, service.key, ds["id"], seed_jobs, clients, duration,
+                                          write_fraction))
+        t0 = time.monotonic()
+        asyncio.run(_submit_many(service.url, service.key, ds["id"], jobs))
+        submitted = time.monotonic() - t0
+        deadline = t0 + drain_timeout
+        while True:
+            counts = service.status_counts()
+            active = sum(n for s, n in counts.items() if s in ("queued", "running", "cancelling"))
+            if active == 0 or time.monotonic() > deadline:
+                break
+            time.sleep(0.5)
+        total = sum(counts.values())
+        report["drain"] = {"jobs": jobs, "submit_s": round(submitted, 1), "drain_s": round(time.monotonic() - t0, 1),
+                           "total_jobs": total, "statuses": counts,
+                           "all_succeeded": counts.get("succeeded", 0) == total}
+        return report
+    finally:
+        service.close()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--clients", type=int, default=50)
+    parser.add_argument("--duration", type=float, default=30.0)
+    parser.add_argument("--jobs", type=int, default=1000, help="small fits queued for the drain phase (0: none)")
+    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--write-fraction", type=float, default=0.10, help="share of POST /fits in the load mix")
+    parser.add_argument("--out", type=Path, default=None, help="also write the JSON report here")
+    args = parser.parse_args()
+    report = run(args.clients, args.duration, args.jobs, args.workers, write_fraction=args.write_fraction)
+    text = json.dumps(report, indent=2)
+    print(text)
+    if args.out:
+        args.out.write_text(text + "\n")
+    load, drain = report["load"], report["drain"]
+    print(f"\nload: {load['clients']} clients x {load['duration_s']} s: {load['requests_per_s']} req/s, "
+          f"p50 {load['all']['p50_ms']} ms, p99 {load['all']['p99_ms']} ms (reads p99 {load['reads']['p99_ms']} ms), "
+          f"{load['errors']} errors")
+    print(f"drain: {drain['total_jobs']} jobs, all succeeded: {drain['all_succeeded']}, "
+          f"submit {drain['submit_s']} s, drained after {drain['drain_s']} s")
+    if load["errors"] or not drain["all_succeeded"]:
+        raise SystemExit(1)
+
+
+if __name__ == "__main__":
+    main()
