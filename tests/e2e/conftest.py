@@ -14,9 +14,10 @@ from pathlib import Path
 import httpx
 import pytest
 
+from tests.db.dbfixtures import claim_redis_db, release_redis_db
+
 ROOT = Path(__file__).resolve().parents[2]
 PG_ADMIN_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
-REDIS_URL = "redis://127.0.0.1:6379"
 
 
 def _port_open(host: str, port: int) -> bool:
@@ -59,7 +60,9 @@ def _start(tmp: Path, backend: str, env_extra: dict[str, str]) -> Iterator[Stack
     port = _free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("MOLRG_")}
     env.update(env_extra)
-    env.update({"MOLRG_STALE_AFTER_S": "20", "MOLRG_REAP_INTERVAL_S": "2", "MOLRG_HEARTBEAT_INTERVAL_S": "1"})
+    # Short reaper periods: a stale job is re-queued, a lost message re-published, within the test's waits.
+    env.update({"MOLRG_STALE_AFTER_S": "20", "MOLRG_REAP_INTERVAL_S": "2", "MOLRG_HEARTBEAT_INTERVAL_S": "1",
+                "MOLRG_REPUBLISH_AFTER_S": "15"})
     log = open(tmp / "molrg-up.log", "wb")  # noqa: SIM115
     exe = str(Path(sys.executable).parent / "molrg")
     proc = subprocess.Popen([exe, "up", "--host", "127.0.0.1", "--port", str(port), "--data-dir", str(tmp)],
@@ -102,9 +105,8 @@ def _postgres_env(tmp: Path) -> dict[str, str]:
     with admin.connect() as conn:
         conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
     admin.dispose()
-    db_index = 9
     return {"MOLRG_DATABASE_URL": f"postgresql+psycopg://postgres@127.0.0.1:5432/{name}",
-            "MOLRG_BROKER_URL": f"{REDIS_URL}/{db_index}", "_DBNAME": name}
+            "MOLRG_BROKER_URL": claim_redis_db()}
 
 
 @pytest.fixture(scope="session", params=["embedded", "postgres+redis"])
@@ -116,8 +118,9 @@ def stack(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFacto
         if not (_port_open("127.0.0.1", 5432) and _port_open("127.0.0.1", 6379)):
             pytest.skip("PostgreSQL at 127.0.0.1:5432 or Redis at 127.0.0.1:6379 not reachable")
         env = _postgres_env(tmp)
-        import redis
-
-        redis.Redis.from_url(env["MOLRG_BROKER_URL"]).flushdb()
-        env.pop("_DBNAME")
+        try:
+            yield from _start(tmp, backend, env)
+        finally:
+            release_redis_db(env["MOLRG_BROKER_URL"])
+        return
     yield from _start(tmp, backend, env)
