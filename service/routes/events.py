@@ -27,6 +27,7 @@ router = APIRouter(prefix="/jobs", tags=["jobs"])
 
 POLL_S = 0.5
 HEARTBEAT_S = 15.0
+MAX_STREAM_S = 3600.0  # a client still interested reconnects (the client library falls back to polling)
 SSE = {200: {"content": {"text/event-stream": {"schema": {"type": "string"}}},
              "description": "Events `status`, `progress`, `end` (data: JSON job snapshot); ends with the job."}}
 
@@ -46,7 +47,7 @@ async def job_events(request: Request, maker: sessionmaker[Session], principal: 
     seq = 0
     last_status: str | None = None
     last_progress: tuple[Any, ...] | None = None
-    last_sent = time.monotonic()
+    last_sent = started = time.monotonic()
     job = first
     yield "retry: 2000\n\n"
     while True:
@@ -76,6 +77,9 @@ async def job_events(request: Request, maker: sessionmaker[Session], principal: 
             last_sent = time.monotonic()
             yield ": keep-alive\n\n"
         if await request.is_disconnected():
+            return
+        if time.monotonic() - started > MAX_STREAM_S:
+            yield ": stream time limit reached; reconnect to continue\n\n"
             return
         await asyncio.sleep(poll_s)
         job = await run_in_threadpool(_snapshot, maker, principal, job_id)
