@@ -205,7 +205,7 @@ def fit_figures(est: Any, X: np.ndarray, history: Sequence[float], method: str, 
         from molrg.analytic import exact_denoiser
 
         den = exact_denoiser([torch.as_tensor(U, dtype=torch.float64) for U in bases], list(est.weights_))
-        res = jacobian_rank_along_trajectory(den, X.shape[1], seed=seed, n_samples=4, steps=18)
+        res = jacobian_rank_along_trajectory(den, X.shape[1], seed=seed, n_samples=2, steps=12)
         return jacobian_png(res, dims)
 
     jobs += [("projection", projection), ("jacobian", jacobian)]
