@@ -192,6 +192,7 @@ def run(clients: int = 50, duration: float = 30.0, jobs: int = 1000, workers: in
                                   "write_fraction": write_fraction}
         report["load"] = asyncio.run(_load(service.url, service.key, ds["id"], seed_jobs, clients, duration,
                                           write_fraction))
+        print(json.dumps({"load": report["load"]}), file=sys.stderr, flush=True)  # before the long drain
         t0 = time.monotonic()
         asyncio.run(_submit_many(service.url, service.key, ds["id"], jobs))
         submitted = time.monotonic() - t0
