@@ -180,6 +180,8 @@ class Jobs(_Section):
                     if ev.event == "end":
                         final = Job.from_json(ev.data)
                         break
+                    if deadline is not None and time.monotonic() > deadline:
+                        raise MolrgTimeout(f"job {_id(job)} still {ev.data.get('status')} after {timeout}s")
             except (httpx.TransportError, ConnectionFailed):
                 pass
             while final is None:  # fallback: poll

@@ -79,3 +79,17 @@ def test_cancel_queued_or_running_job(client: Client) -> None:
     assert cancelled.status in ("cancelled", "cancelling", "succeeded")
     final = client.jobs.wait(job, timeout=120)
     assert final.terminal
+
+
+def test_wait_timeout_raises(client: Client) -> None:
+    from molrg_client import MolrgTimeout
+
+    ds = client.datasets.create_synthetic(ambient_dim=12, dims=[2], n_samples=30)
+    job = client.fits.create(ds, n_components=1, dims=[2], method="diffusion", options={"steps": 200000, "tol": 1e-15})
+    try:
+        with pytest.raises(MolrgTimeout) as exc:
+            client.jobs.wait(job, timeout=1.0)
+        assert exc.value.code == "timeout"
+    finally:
+        client.jobs.cancel(job)
+        client.jobs.wait(job, timeout=120)
