@@ -193,8 +193,6 @@ def run_fit(maker: sessionmaker[Session], claim: jobs.Claim, device: torch.devic
     metrics = fit_metrics(est, X, true_bases)
     history = [float(v) for v in (getattr(est, "loss_history_", None) or [])]
     bases_npz = codec.bases_to_npz(est.bases_)
-    plots = figures.fit_figures(est, codec.npy_to_array(data_npy), history, params.method, seed=params.seed) \
-        if figures.enabled() else []
     hb.stop()
     with session_scope(maker) as session:
         model_id = uuid.uuid4()
@@ -207,13 +205,14 @@ def run_fit(maker: sessionmaker[Session], claim: jobs.Claim, device: torch.devic
             weights=[float(w) for w in codec.to_numpy(torch.as_tensor(est.weights_)).reshape(-1)],
             config=codec.jsonable(est.get_config()), seed=params.seed, metrics=metrics, bases_npz=bases_npz,
         ))
-        session.add_all(figures.rows(Plot, claim.job_id, plots))
         session.execute(delete(MetricPoint).where(MetricPoint.job_id == claim.job_id, MetricPoint.name == "loss"))
         if history:
             session.execute(insert(MetricPoint), [
                 {"job_id": claim.job_id, "name": "loss", "step": i, "value": v if np.isfinite(v) else float("nan")}
                 for i, v in enumerate(history)
             ])
+    store_figures(maker, claim.job_id, lambda: figures.fit_figures(
+        est, codec.npy_to_array(data_npy), history, params.method, seed=params.seed))
     return Outcome.succeeded
 
 
@@ -254,8 +253,6 @@ def run_sample(maker: sessionmaker[Session], claim: jobs.Claim, device: torch.de
         and len(true_weights) == len(true_bases) else None,
     ))
     samples_npy = codec.array_to_npy(samples, dtype=np.float64)
-    plots = figures.sample_figures(codec.npy_to_array(samples_npy), codec.npy_to_array(data_npy),
-                                   codec.npz_to_bases(bases_npz)) if figures.enabled() else []
     hb.stop()
     with session_scope(maker) as session:
         set_id = uuid.uuid4()
@@ -267,8 +264,26 @@ def run_sample(maker: sessionmaker[Session], claim: jobs.Claim, device: torch.de
             sampler=params.sampler, steps=params.steps, seed=params.seed, diagnostics=diagnostics,
             samples_npy=samples_npy,
         ))
-        session.add_all(figures.rows(Plot, claim.job_id, plots))
+    store_figures(maker, claim.job_id, lambda: figures.sample_figures(
+        codec.npy_to_array(samples_npy), codec.npy_to_array(data_npy), codec.npz_to_bases(bases_npz)))
     return Outcome.succeeded
+
+
+def store_figures(maker: sessionmaker[Session], job_id: uuid.UUID, render: Callable[[], list[figures.Figure]]) -> None:
+    """Render a finished job's figures AFTER its result is committed, so they are off the job's critical path.
+
+    The job already reads ``succeeded``; its plots appear a moment later. Re-rendering replaces them,
+    and a failure here is logged, never turned into a failed job.
+    """
+    if not figures.enabled():
+        return
+    try:
+        figs = render()
+        with session_scope(maker) as session:
+            session.execute(delete(Plot).where(Plot.job_id == job_id))
+            session.add_all(figures.rows(Plot, job_id, figs))
+    except Exception:
+        logger.exception("figures of job %s were not stored", job_id)
 
 
 RUNNERS: dict[JobKind, Runner] = {JobKind.fit: run_fit, JobKind.sample: run_sample}

@@ -23,3 +23,15 @@ def client(embedded_stack: Stack, api_key: str):  # type: ignore[no-untyped-def]
 
     with Client(embedded_stack.url, api_key) as c:
         yield c
+
+
+def wait_plots(fetch, kinds: set[str], timeout: float = 90.0) -> dict[str, dict]:  # type: ignore[no-untyped-def]
+    """Figures are rendered after a job's result is committed: poll until ``kinds`` are all there."""
+    import time
+
+    deadline = time.monotonic() + timeout
+    while True:
+        plots = {p["kind"]: p for p in fetch()}
+        if kinds <= set(plots) or time.monotonic() > deadline:
+            return plots
+        time.sleep(0.25)

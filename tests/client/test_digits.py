@@ -7,6 +7,7 @@ from click.testing import CliRunner
 from molrg_client import Client
 from molrg_client.dims import choose_dims, energy_dim
 from service.cli import cli
+from tests.client.conftest import wait_plots
 from tests.e2e.conftest import Stack
 
 pytestmark = [pytest.mark.e2e]
@@ -44,7 +45,7 @@ def test_digits_fit_sample_figures(client: Client, embedded_stack: Stack, api_ke
 
     sj = client.jobs.wait(client.samples.create(model, n_samples=16, steps=8), timeout=120)
     assert sj.status == "succeeded", sj.error
-    kinds = {p["kind"]: p for p in client.sample_sets.plots(sj.sample_set_id)}
+    kinds = wait_plots(lambda: client.sample_sets.plots(sj.sample_set_id), {"grid", "editing"})
     assert set(kinds) == {"grid", "editing"}
     diag = client.sample_sets.get(sj.sample_set_id).diagnostics
     assert diag  # memorisation and residual diagnostics are stored with the samples

@@ -6,6 +6,7 @@ import pytest
 from PIL import Image
 
 from molrg_client import Client
+from tests.client.conftest import wait_plots
 
 pytestmark = [pytest.mark.e2e]
 
@@ -23,7 +24,7 @@ def test_fit_and_sample_plots(client: Client) -> None:
     assert job.status == "succeeded", job.error
     model = client.models.get(job.model_id)
     assert model.links["plots"].endswith(f"/models/{model.id}/plots")
-    plots = {p["kind"]: p for p in client.models.plots(model)}
+    plots = wait_plots(lambda: client.models.plots(model), {"loss", "projection", "jacobian"})
     assert set(plots) == {"loss", "projection", "jacobian"}
     for kind, meta in plots.items():
         _check(client.models.plot(model, kind), meta)
@@ -32,7 +33,7 @@ def test_fit_and_sample_plots(client: Client) -> None:
 
     sjob = client.jobs.wait(client.samples.create(model, n_samples=16, steps=6), timeout=120)
     assert sjob.status == "succeeded", sjob.error
-    splots = {p["kind"]: p for p in client.sample_sets.plots(sjob.sample_set_id)}
+    splots = wait_plots(lambda: client.sample_sets.plots(sjob.sample_set_id), {"grid", "editing"})
     assert set(splots) == {"grid", "editing"}  # n = 64 is an 8x8 image
     for kind, meta in splots.items():
         _check(client.sample_sets.plot(sjob.sample_set_id, kind), meta)

@@ -8,6 +8,7 @@ import tempfile
 import pytest
 
 from molrg_client import Client
+from tests.client.conftest import wait_plots
 from tests.e2e.conftest import Stack
 
 pytestmark = [pytest.mark.e2e]
@@ -30,6 +31,7 @@ def test_results_page_shows_numbers_and_figures(client: Client, embedded_stack: 
     ds = client.datasets.create_synthetic(ambient_dim=16, dims=[2, 2], n_samples=60, seed=4)
     job = client.jobs.wait(client.fits.create(ds, 2, [2, 2], method="diffusion", options={"steps": 30}), timeout=120)
     assert job.status == "succeeded", job.error
+    wait_plots(lambda: client.models.plots(job.model_id), {"loss", "projection", "jacobian"})
     dom = _dom(f"{embedded_stack.url}/results#job={job.id}&key={api_key}")
     assert 'data-ready="1"' in dom, dom[-3000:]
     assert "recovery_error" in dom and job.id in dom
