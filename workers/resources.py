@@ -77,6 +77,10 @@ PRELOAD_MODULES = (
     "molrg.sampling",
     "molrg.analytic",
     "molrg.metrics",
+    # Figures are rendered after each job (workers/figures.py): import them once, not per child.
+    "molrg.jacobian",
+    "molrg.editing",
+    "workers.figures",
 )
 
 
