@@ -64,6 +64,14 @@ def _emit(obj: Any, as_json: bool, human: Callable[[], None]) -> None:
         human()
 
 
+def _save_npy(array: Any, out: str, as_json: bool) -> None:
+    """Write a downloaded array to ``out`` as .npy and report its path and shape."""
+    import numpy as np
+
+    np.save(out, array)
+    _emit({"path": out, "shape": list(array.shape)}, as_json, lambda: click.echo(f"wrote {out} {array.shape}"))
+
+
 def client_command(fn: Callable[..., Any]) -> Callable[..., Any]:
     """Add --url/--api-key/--json, build the Client, and map errors to exit codes with detail on stderr."""
 
@@ -193,11 +201,7 @@ def list_datasets(client: Client, as_json: bool, limit: int) -> None:
 @client_command
 def download_dataset(client: Client, as_json: bool, dataset_id: str, out: str) -> None:
     """Download a dataset's array as .npy."""
-    import numpy as np
-
-    X = client.datasets.download(dataset_id)
-    np.save(out, X)
-    _emit({"path": out, "shape": list(X.shape)}, as_json, lambda: click.echo(f"wrote {out} {X.shape}"))
+    _save_npy(client.datasets.download(dataset_id), out, as_json)
 
 
 # ---------------------------------------------------------------- fit, sample, sweep
@@ -414,11 +418,7 @@ def show_sample_set(client: Client, as_json: bool, sample_set_id: str) -> None:
 @client_command
 def download_samples(client: Client, as_json: bool, sample_set_id: str, out: str) -> None:
     """Download the samples (n_samples, n) as .npy."""
-    import numpy as np
-
-    S = client.sample_sets.samples(sample_set_id)
-    np.save(out, S)
-    _emit({"path": out, "shape": list(S.shape)}, as_json, lambda: click.echo(f"wrote {out} {S.shape}"))
+    _save_npy(client.sample_sets.samples(sample_set_id), out, as_json)
 
 
 @sample_sets.command("plots")
