@@ -143,6 +143,16 @@ class JobRead(_Response):
     links: dict[str, str] = Field(default_factory=dict)
 
 
+class JobProgressEvent(_Response):
+    """The data of a ``progress`` server-sent event (``GET /jobs/{id}/events``)."""
+
+    id: uuid.UUID
+    status: JobStatus
+    progress: float = Field(description="Fraction done, 0..1.")
+    progress_detail: dict[str, Any] | None = Field(
+        default=None, description="Latest step/total_steps/loss of a fit, or fits/chunks done of a sweep.")
+
+
 class ModelRead(_Response):
     id: uuid.UUID
     job_id: uuid.UUID

@@ -22,14 +22,41 @@ from service import jobs as use_cases
 from service.auth import Principal
 from service.deps import CurrentKey, SessionDep
 from service.routes import problems
+from service.schemas import JobProgressEvent
 
 router = APIRouter(prefix="/jobs", tags=["jobs"])
 
 POLL_S = 0.5
 HEARTBEAT_S = 15.0
 MAX_STREAM_S = 3600.0  # a client still interested reconnects (the client library falls back to polling)
-SSE = {200: {"content": {"text/event-stream": {"schema": {"type": "string"}}},
-             "description": "Events `status`, `progress`, `end` (data: JSON job snapshot); ends with the job."}}
+
+
+def _event_item(name: str, data_schema: dict[str, Any], description: str) -> dict[str, Any]:
+    """One kind of event as an SSE item: ``event`` names it, ``data`` is JSON of ``data_schema``."""
+    return {"type": "object", "title": f"{name} event", "description": description, "required": ["event", "id", "data"],
+            "properties": {"event": {"const": name}, "id": {"type": "string", "pattern": "^[0-9]+$"},
+                           "data": {"type": "string", "contentMediaType": "application/json",
+                                    "contentSchema": data_schema}}}
+
+
+def _inline(model: type[Any]) -> dict[str, Any]:
+    schema: dict[str, Any] = model.model_json_schema(ref_template="#/components/schemas/{model}")
+    schema.pop("$defs", None)  # JobStatus is a component already (JobRead uses it)
+    return schema
+
+
+JOB_READ_REF = {"$ref": "#/components/schemas/JobRead"}
+# OpenAPI 3.1 has `schema` of text/event-stream describe each event (3.2 moves that to `itemSchema`):
+# an object with the event name, its numeric id and its JSON data. Schemathesis checks every event of
+# the stream against it, and the fuzz tests check each `data` against its `contentSchema`.
+EVENT_SCHEMA = {"oneOf": [
+    _event_item("status", JOB_READ_REF, "The job's status changed; data is the job."),
+    _event_item("progress", _inline(JobProgressEvent), "Progress or its detail changed."),
+    _event_item("end", JOB_READ_REF, "The job is terminal (last event); data is the job."),
+]}
+SSE = {200: {"content": {"text/event-stream": {"schema": EVENT_SCHEMA}},
+             "description": "A `retry:` line, then events `status`, `progress`, `end` (each: `id:`, `event:`, "
+                            "`data:` JSON) and `: keep-alive` comments; the stream ends with the job."}}
 
 
 def _snapshot(maker: sessionmaker[Session], principal: Principal, job_id: uuid.UUID) -> dict[str, Any]:
@@ -60,9 +87,7 @@ async def job_events(request: Request, maker: sessionmaker[Session], principal: 
         if progress != last_progress:
             last_progress = progress
             seq += 1
-            out.append(_event("progress", seq, {"id": job["id"], "status": job["status"],
-                                                "progress": job["progress"],
-                                                "progress_detail": job.get("progress_detail")}))
+            out.append(_event("progress", seq, JobProgressEvent.model_validate(job).model_dump(mode="json")))
         if JobStatus(job["status"]) in TERMINAL_STATUSES:
             seq += 1
             out.append(_event("end", seq, job))

@@ -56,7 +56,7 @@ def test_generator_heartbeats_dedups_and_ends(monkeypatch: pytest.MonkeyPatch) -
 
     from service.routes import events as ev
 
-    base = {"id": "j", "status": "queued", "progress": 0.0, "progress_detail": None}
+    base = {"id": "6f1c8c52-9d2e-4a57-8a53-0c1f26f1d2a1", "status": "queued", "progress": 0.0, "progress_detail": None}
     rows = iter([base, base, base | {"status": "running"},
                  base | {"status": "running", "progress": 0.5, "progress_detail": {"step": 5, "loss": 0.1}},
                  base | {"status": "succeeded", "progress": 1.0}])
