@@ -36,6 +36,7 @@ COPY workers ./workers
 COPY migrations ./migrations
 RUN pip install ".[worker]"
 USER molrg
-# One worker per GPU: prefork, concurrency 1, a fresh child per task (CUDA does not survive fork).
+# One worker per GPU: prefork, concurrency 1, a fresh child per task (the parent never touches CUDA; each
+# job starts with a new CUDA context and returns all device memory when its child exits).
 CMD ["celery", "-A", "workers.celery_app", "worker", "-Q", "gpu", "--pool", "prefork", \
      "--concurrency", "1", "--max-tasks-per-child", "1", "--without-mingle", "--without-gossip", "-l", "info"]

@@ -12,14 +12,15 @@ from service.queue import JobQueue
 from service.settings import ServiceSettings
 
 
-def get_settings_dep(request: Request) -> ServiceSettings:
+async def get_settings_dep(request: Request) -> ServiceSettings:
+    # async: trivial dependencies run on the event loop, not through the thread pool.
     return request.app.state.settings  # type: ignore[no-any-return]
 
 
 SettingsDep = Annotated[ServiceSettings, Depends(get_settings_dep)]
 
 
-def get_queue(request: Request) -> JobQueue:
+async def get_queue(request: Request) -> JobQueue:
     """A fresh per-request buffer over the app's Celery client."""
     return JobQueue(request.app.state.celery)
 

@@ -88,7 +88,8 @@ def projection_png(X: np.ndarray, samples: np.ndarray, bases: Sequence[np.ndarra
         ax.grid(True, alpha=0.3)
     axes[0].set_ylabel("coordinate 2")
     axes[0].legend(loc="best", fontsize=8)
-    fig.tight_layout()
+    # Fixed margins: tight_layout measures every tick label and took ~0.1 s of a ~0.15 s figure.
+    fig.subplots_adjust(left=0.08, right=0.98, bottom=0.11, top=0.92, wspace=0.08)
     return _save(fig, "projection", "training data and samples projected onto the fitted bases")
 
 
@@ -113,6 +114,19 @@ def jacobian_png(result: dict[str, Any], dims: Sequence[int], *, width: int = 80
     title = f"denoiser Jacobian rank vs noise level (energy {result.get('energy', 0.99)})"
     ax.set_title(title)
     return _save(fig, "jacobian", title)
+
+
+def warm() -> None:
+    """Draw one small figure and discard it, so fonts and text caches load once (in the worker parent)."""
+    fig = plt.figure(figsize=(2, 1.5), dpi=DPI)
+    ax = fig.add_subplot()
+    ax.plot([0, 1], [1, 0.1])
+    ax.scatter([0.5], [0.5], s=10)
+    ax.set_yscale("log")
+    ax.set_title("warm-up")
+    ax.set_xlabel("x")
+    ax.legend(["a"], fontsize=8)
+    _save(fig, "warm", "warm-up")
 
 
 def image_side(n: int) -> int | None:

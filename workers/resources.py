@@ -4,6 +4,8 @@ import importlib
 import logging
 import os
 import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 import torch
 from sqlalchemy import Engine
@@ -65,8 +67,23 @@ def get_device() -> torch.device:
     return _device
 
 
-# Imported in the parent before the pool forks, so each short-lived child (--max-tasks-per-child 1)
-# starts warm: torch imports sympy lazily on the first broadcast (~1.5 s per child otherwise).
+@contextmanager
+def torch_threads(n: int) -> Iterator[None]:
+    """Run a block with ``n`` intra-op CPU threads (0: leave as is), then restore the previous number.
+
+    A worker child serves many jobs (``--max-tasks-per-child``), so a per-job choice must not leak.
+    """
+    previous = torch.get_num_threads()
+    if n > 0 and n != previous:
+        torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        if torch.get_num_threads() != previous:
+            torch.set_num_threads(previous)
+
+
+# Imported in the parent before the pool forks, so each new child starts warm: torch imports sympy lazily on the first broadcast (~1.5 s per child otherwise).
 # Imports only: running torch ops here would start thread pools that do not survive fork.
 PRELOAD_MODULES = (
     "torch._refs",
@@ -85,12 +102,19 @@ PRELOAD_MODULES = (
 
 
 def preload() -> None:
-    """Import the modules every job needs (no CUDA, no torch ops): call in the parent before forking."""
+    """Import the modules every job needs (no CUDA, no torch ops) and warm the figure code: call in the
+    parent before forking."""
     for name in PRELOAD_MODULES:
         try:
             importlib.import_module(name)
         except ImportError:
             logger.warning("preload: cannot import %s", name, exc_info=True)
+    try:
+        from workers import figures
+
+        figures.warm()
+    except Exception:  # a warm-up is an optimisation only
+        logger.warning("preload: figure warm-up failed", exc_info=True)
 
 
 def reset() -> None:

@@ -37,6 +37,7 @@ from molrg.sweeps import Chunk, SweepGrid, SweepProgress, TrialResult, plan_chun
 from workers import plots, resources
 from workers.celery_app import app, app_settings
 from workers.pipelines import TRANSIENT_ERRORS
+from workers.resources import torch_threads
 from workers.settings import HARD_LIMIT_GRACE_S, WorkerSettings
 
 logger = logging.getLogger(__name__)
@@ -194,12 +195,10 @@ def run_sweep_chunk(maker: sessionmaker[Session], settings: WorkerSettings, chun
         grid = grid_from_spec(spec)
         chunk = Chunk.from_dict(claim.spec)
         dev = device()
-        if dev.type == "cpu" and settings.sweep_cpu_threads > 0:
-            # A chunk is many tiny batched factorisations (48 x d QR/SVD): thread hand-off costs far
-            # more than it saves (measured: a 48x8 QR takes 3 ms with 2 threads, 7 us with 1). The
-            # child exits after the task (max-tasks-per-child 1), so this does not leak to other jobs.
-            torch.set_num_threads(settings.sweep_cpu_threads)
-        with ChunkHeartbeat(maker, claim, settings.heartbeat_interval_s) as hb:
+        # A chunk is many tiny batched factorisations (48 x d QR/SVD): thread hand-off costs far more
+        # than it saves (measured: a 48x8 QR takes 3 ms with 2 threads, 7 us with 1).
+        threads = settings.sweep_cpu_threads if dev.type == "cpu" else 0
+        with ChunkHeartbeat(maker, claim, settings.heartbeat_interval_s) as hb, torch_threads(threads):
             def on_progress(_: SweepProgress) -> bool:
                 return hb.should_stop
 

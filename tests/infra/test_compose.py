@@ -47,6 +47,12 @@ def test_compose_gpu_worker(compose: dict) -> None:
     assert gpu["build"]["target"] == "worker"
     cpu = compose["services"]["worker-cpu"]["command"]
     assert "cpu" in cpu[cpu.index("-Q") + 1].split(",")
+    assert int(cpu[cpu.index("--max-tasks-per-child") + 1]) > 1  # CPU children are reused (small jobs)
+
+
+def test_compose_api_runs_several_server_processes(compose: dict) -> None:
+    # the Dockerfile's uvicorn CMD reads WEB_CONCURRENCY as its --workers default
+    assert int(compose["services"]["api"]["environment"]["WEB_CONCURRENCY"]) >= 2
 
 
 def test_compose_env_points_at_stack(compose: dict) -> None:

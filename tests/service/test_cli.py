@@ -14,7 +14,7 @@ import pytest
 from click.testing import CliRunner
 from fastapi.testclient import TestClient
 
-from service.cli import cli, worker_command
+from service.cli import DEFAULT_MAX_TASKS_PER_CHILD, cli, worker_command, worker_env
 from service.main import create_app
 from service.settings import ServiceSettings
 
@@ -52,10 +52,23 @@ def test_worker_command_matches_contract() -> None:
     cmd = worker_command(settings, 0, beat=True)
     assert cmd[:4] == [sys.executable, "-m", "celery", "-A"] and cmd[4:6] == ["workers.celery_app", "worker"]
     for flag, value in (("-Q", "gpu,cpu"), ("--pool", "prefork"), ("--concurrency", "1"),
-                        ("--max-tasks-per-child", "1"), ("-s", "/tmp/x/celerybeat-schedule"), ("-l", "info")):
+                        ("--max-tasks-per-child", str(DEFAULT_MAX_TASKS_PER_CHILD)),
+                        ("-s", "/tmp/x/celerybeat-schedule"), ("-l", "info")):
         assert cmd[cmd.index(flag) + 1] == value
     assert "-B" in cmd and "--without-mingle" in cmd and "--without-gossip" in cmd
     assert "-B" not in worker_command(settings, 1, beat=False)
+    one = worker_command(settings, 0, max_tasks_per_child=1)
+    assert one[one.index("--max-tasks-per-child") + 1] == "1"
+
+
+def test_worker_env_shares_the_cores(monkeypatch: pytest.MonkeyPatch) -> None:
+    settings = ServiceSettings(data_dir=Path("/tmp/x"))
+    monkeypatch.delenv("MOLRG_TORCH_THREADS", raising=False)
+    monkeypatch.setattr(os, "cpu_count", lambda: 8)
+    assert worker_env(settings, workers=2)["MOLRG_TORCH_THREADS"] == "4"
+    assert worker_env(settings, workers=16)["MOLRG_TORCH_THREADS"] == "1"
+    monkeypatch.setenv("MOLRG_TORCH_THREADS", "3")  # an explicit choice wins
+    assert worker_env(settings, workers=2)["MOLRG_TORCH_THREADS"] == "3"
 
 
 def _free_port() -> int:
@@ -64,12 +77,13 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def test_up_without_worker_serves_and_stops(data_dir: Path) -> None:
+@pytest.mark.parametrize("api_workers", [1, 2])
+def test_up_without_worker_serves_and_stops(data_dir: Path, api_workers: int) -> None:
     port = _free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("MOLRG_")}
     proc = subprocess.Popen([sys.executable, "-m", "service.cli", "up", "--no-worker", "--port", str(port),
-                             "--data-dir", str(data_dir)], cwd=ROOT, env=env, stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT, text=True)
+                             "--data-dir", str(data_dir), "--api-workers", str(api_workers)], cwd=ROOT, env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     try:
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
@@ -90,3 +104,4 @@ def test_up_without_worker_serves_and_stops(data_dir: Path) -> None:
     assert proc.returncode == 0, out
     assert f"molrg API docs: http://127.0.0.1:{port}/docs" in out
     assert key in out  # printed once, on first start
+    assert out.count("Started server process") == api_workers, out

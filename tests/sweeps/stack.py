@@ -14,6 +14,8 @@ from typing import Any
 
 import httpx
 
+from service.cli import DEFAULT_MAX_TASKS_PER_CHILD
+
 ROOT = Path(__file__).resolve().parents[2]
 PG_ADMIN_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
 REDIS_URL = "redis://127.0.0.1:6379"
@@ -95,10 +97,11 @@ class SweepStack:
         self.client = httpx.Client(base_url=self.url, headers={"Authorization": f"Bearer {key}"}, timeout=30)
 
     def start_worker(self, beat: bool = True) -> subprocess.Popen[bytes]:
-        """One Celery worker process (its own session, so a SIGKILL of the group kills its children)."""
+        """One Celery worker process as ``molrg up`` starts it (children serve several jobs); its own
+        session, so a SIGKILL of the group kills its children."""
         index = len(self.workers)
         cmd = [sys.executable, "-m", "celery", "-A", "workers.celery_app", "worker", "-Q", "gpu,cpu",
-               "--pool", "prefork", "--concurrency", "1", "--max-tasks-per-child", "1",
+               "--pool", "prefork", "--concurrency", "1", "--max-tasks-per-child", str(DEFAULT_MAX_TASKS_PER_CHILD),
                "--without-mingle", "--without-gossip", "-l", "info", "-n", f"sweep{index}@%h"]
         if beat:
             cmd += ["-B", "-s", str(self.data_dir / f"celerybeat-schedule-{index}")]

@@ -21,6 +21,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from db.enums import JobKind, JobStatus, task_name
 from db.models import FittedModel, Job
 from db.session import make_engine, make_sessionmaker, session_scope
+from service.cli import DEFAULT_MAX_TASKS_PER_CHILD
 from tests.db.dbfixtures import (
     add_dataset,
     add_job,
@@ -80,7 +81,7 @@ class Backend:
     def start_worker(self, tag: str) -> subprocess.Popen[bytes]:
         log = self.data_dir / f"worker-{tag}.log"
         cmd = [CELERY, "-A", "workers.celery_app", "worker", "-Q", "gpu,cpu", "--pool", "prefork",
-               "--concurrency", "1", "--max-tasks-per-child", "1", "-B", "--without-mingle",
+               "--concurrency", "1", "--max-tasks-per-child", str(DEFAULT_MAX_TASKS_PER_CHILD), "-B", "--without-mingle",
                "--without-gossip", "-l", "info", "-n", f"{tag}-{uuid.uuid4().hex[:6]}@%h"]
         with open(log, "wb") as out:
             proc = subprocess.Popen(cmd, cwd=ROOT, env=self.env, stdout=out, stderr=subprocess.STDOUT,
