@@ -6,7 +6,8 @@ with transient faults only, ``succeeded`` with its model.
   others are queued, and jobs submitted while it is down: the reaper re-publishes them.
 * PostgreSQL cut (a TCP proxy in front of it stops listening and resets every connection):
   ``/health/ready`` and API requests answer 503 problem+json, and the same processes recover.
-* The API process SIGKILLed and started again while jobs run: nothing is lost.
+* The API process SIGKILLed and started again while jobs run: nothing is lost (on PostgreSQL + Redis and
+  on the embedded default, SQLite + ``filesystem://``).
 """
 
 import os
@@ -23,7 +24,7 @@ import pytest
 from tests.reliability.faults import RedisServer, TcpProxy
 from tests.sweeps.stack import SweepStack, base_env, drop_database, port_open
 
-pytestmark = [pytest.mark.slow, pytest.mark.e2e, pytest.mark.postgres]
+pytestmark = [pytest.mark.slow, pytest.mark.e2e]
 
 PG_ADMIN_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
 TIMINGS = {"MOLRG_HEARTBEAT_INTERVAL_S": "1", "MOLRG_REAP_INTERVAL_S": "1", "MOLRG_STALE_AFTER_S": "15",
@@ -144,6 +145,7 @@ def _assert_key_never_logged(stack: SweepStack, key: str) -> None:
             assert secret not in text, f"a key is in {name}"
 
 
+@pytest.mark.postgres
 def test_redis_restart_loses_no_job(tmp_path: Path, pg_url: str, redis_server: RedisServer) -> None:
     stack = _stack(tmp_path, pg_url, redis_server.url)
     try:
@@ -166,6 +168,7 @@ def test_redis_restart_loses_no_job(tmp_path: Path, pg_url: str, redis_server: R
         stack.stop()
 
 
+@pytest.mark.postgres
 def test_postgres_outage_answers_503_and_recovers_without_restart(tmp_path: Path, pg_url: str,
                                                                    redis_server: RedisServer) -> None:
     proxy = TcpProxy(5432)
@@ -209,8 +212,13 @@ def test_postgres_outage_answers_503_and_recovers_without_restart(tmp_path: Path
         proxy.close()
 
 
-def test_api_restart_while_jobs_run_loses_nothing(tmp_path: Path, pg_url: str, redis_server: RedisServer) -> None:
-    stack = _stack(tmp_path, pg_url, redis_server.url)
+@pytest.mark.parametrize("backend", ["embedded", pytest.param("postgres+redis", marks=pytest.mark.postgres)])
+def test_api_restart_while_jobs_run_loses_nothing(tmp_path: Path, backend: str, request: pytest.FixtureRequest) -> None:
+    if backend == "embedded":  # the default: SQLite + filesystem:// broker in the data directory
+        database_url, broker_url = f"sqlite:///{tmp_path / 'data' / 'molrg.db'}", "filesystem://"
+    else:
+        database_url, broker_url = request.getfixturevalue("pg_url"), request.getfixturevalue("redis_server").url
+    stack = _stack(tmp_path, database_url, broker_url)
     try:
         assert stack.client is not None and stack.api is not None
         ds = _dataset(stack.client)
