@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
@@ -144,13 +144,18 @@ class MoLRGDiffusion:
         sig = torch.as_tensor(sigma, dtype=x.dtype, device=x.device)
         return posterior_mean(x, U, [int(B.shape[1]) for B in self.bases_], log_pi, 1.0, sig)
 
-    def sample(self, n_samples: int, seed: int = 0, sampler: str = "heun", steps: int = 18) -> Tensor:
-        """Draw samples by reverse-time integration of the fitted denoiser (section 8): (n_samples, n)."""
+    def sample(self, n_samples: int, seed: int = 0, sampler: str = "heun", steps: int = 18,
+               callback: Callable[[dict[str, Any]], Any] | None = None) -> Tensor:
+        """Draw samples by reverse-time integration of the fitted denoiser (section 8): (n_samples, n).
+
+        ``callback`` gets k-diffusion's per-step dict (``i``, ``sigma``, ``x``, ``denoised``); raising from
+        it stops sampling.
+        """
         self._check_fitted()
         from molrg.sampling import sample
 
         return sample(self._denoiser(), int(n_samples), self.n_features_in_, sampler=sampler, steps=steps,
-                      seed=int(seed), device=self.bases_[0].device)
+                      seed=int(seed), device=self.bases_[0].device, callback=callback)
 
 
 def _first_trial(info: dict[str, Any]) -> dict[str, Any]:

@@ -51,6 +51,10 @@ class JobFailed(Exception):
     """A deterministic, user-facing failure of a job (bad params, missing rows)."""
 
 
+class _StopRun(Exception):
+    """Raised from a progress callback to stop a run the heartbeat says must stop."""
+
+
 Runner = Callable[[sessionmaker[Session], jobs.Claim, torch.device, Heartbeat], Outcome]
 
 
@@ -243,7 +247,18 @@ def run_sample(maker: sessionmaker[Session], claim: jobs.Claim, device: torch.de
     if hb.should_stop:
         return _stopped(maker, claim, hb)
     est = molrg.MoLRGDiffusion.from_bases(bases, weights, device=device)
-    samples = est.sample(**params.sample_kwargs())
+
+    def on_step(info: dict[str, Any]) -> None:
+        step = int(info["i"]) + 1
+        hb.report(min(step / params.steps, 1.0), {"step": step, "total_steps": params.steps,
+                                                  "sigma": float(info["sigma"])})
+        if hb.should_stop:  # cancel requested or ownership lost: stop between sampler steps
+            raise _StopRun
+
+    try:
+        samples = est.sample(**params.sample_kwargs(), callback=on_step)
+    except _StopRun:
+        return _stopped(maker, claim, hb)
     if hb.should_stop:
         return _stopped(maker, claim, hb)
     diagnostics = codec.jsonable(sample_diagnostics(

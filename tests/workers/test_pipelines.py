@@ -163,3 +163,31 @@ def test_reap_pipeline_publishes_after_commit(maker: sessionmaker[Session]) -> N
 
     pipelines.run_reap(maker, SETTINGS, publish)
     assert published == [(str(stale), "gpu")]
+
+
+def test_cancel_long_sample_job_between_sampler_steps(maker: sessionmaker[Session]) -> None:
+    ds = add_dataset(maker, n=12, dims=(2,), ambient=6)
+    fit_id = add_job(maker, JobKind.fit, fit_params(ds, "pca", [2]))
+    assert run(maker, JobKind.fit, fit_id) == Outcome.succeeded
+    model_id = get_job(maker, fit_id).result["model_id"]  # type: ignore[index]
+    # ~100k sampler steps of 20k samples: minutes if not stopped
+    params = {"model_id": model_id, "n_samples": 20_000, "sampler": "heun", "steps": 100_000, "seed": 1}
+    job_id = add_job(maker, JobKind.sample, params)
+    outcome: list[Outcome] = []
+    t = threading.Thread(target=lambda: outcome.append(run(maker, JobKind.sample, job_id)))
+    t.start()
+    deadline = time.monotonic() + 30
+    while (job := get_job(maker, job_id)).progress <= 0:  # progress is reported per sampler step
+        assert job.status in (JobStatus.queued, JobStatus.running), job.error
+        assert time.monotonic() < deadline, "sampling never reported progress"
+        time.sleep(0.05)
+    detail = get_job(maker, job_id).progress_detail or {}
+    assert detail["total_steps"] == 100_000 and 1 <= detail["step"] < 100_000 and detail["sigma"] > 0
+    with session_scope(maker) as s:
+        row = s.get_one(Job, job_id)
+        row.status, row.cancel_requested = JobStatus.cancelling, True
+    t0 = time.monotonic()
+    t.join(timeout=30)
+    assert not t.is_alive() and outcome == [Outcome.cancelled]
+    assert time.monotonic() - t0 < 5
+    assert get_job(maker, job_id).status == JobStatus.cancelled and count(maker, SampleSet, job_id) == 0
