@@ -367,7 +367,8 @@ class _ProgressBar:
 
 
 def describe_detail(detail: dict[str, Any] | None) -> str:
-    """``step 120/500 loss 0.0123`` for fits, ``fits 40/80 chunks 2/4`` for sweeps."""
+    """``step 120/500 loss 0.0123`` for fits, ``step 9/18 sigma 0.52`` for samples, ``fits 40/80 chunks 2/4``
+    for sweeps."""
     if not detail:
         return ""
     parts = []
@@ -375,6 +376,8 @@ def describe_detail(detail: dict[str, Any] | None) -> str:
         parts.append(f"step {detail['step']}/{detail['total_steps']}")
     if detail.get("loss") is not None:
         parts.append(f"loss {float(detail['loss']):.4g}")
+    if detail.get("sigma") is not None:  # sample jobs: the sampler's current noise level
+        parts.append(f"sigma {float(detail['sigma']):.3g}")
     if "fits_done" in detail:
         parts.append(f"fits {detail['fits_done']}/{detail.get('fits_total', '?')}")
     if "chunks_done" in detail:

@@ -77,3 +77,13 @@ def test_generator_heartbeats_dedups_and_ends(monkeypatch: pytest.MonkeyPatch) -
         ("status", "queued"), ("progress", "queued"), ("status", "running"), ("progress", "running"),
         ("status", "succeeded"), ("progress", "succeeded"), ("end", "succeeded")]
     assert events[3].data["progress_detail"] == {"step": 5, "loss": 0.1}
+
+
+def test_progress_detail_is_described_per_job_kind() -> None:
+    from molrg_client.client import describe_detail
+
+    assert describe_detail({"step": 120, "total_steps": 500, "loss": 0.01234}) == "step 120/500 loss 0.01234"
+    assert describe_detail({"step": 9, "total_steps": 18, "sigma": 0.5213}) == "step 9/18 sigma 0.521"
+    assert describe_detail({"fits_done": 40, "fits_total": 80, "chunks_done": 2, "chunks_total": 4}) == (
+        "fits 40/80 chunks 2/4")
+    assert describe_detail(None) == ""
