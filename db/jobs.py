@@ -198,13 +198,13 @@ def reap(
         select(Job.id, Job.kind, Job.queue).where(Job.status == JobStatus.queued, queued_at < queued_cutoff)
         .order_by(Job.created_at)
     ).all()
-    for row in lost:
+    for queued in lost:
         res = session.execute(
-            update(Job).where(Job.id == row.id, Job.status == JobStatus.queued, queued_at < queued_cutoff)
+            update(Job).where(Job.id == queued.id, Job.status == JobStatus.queued, queued_at < queued_cutoff)
             .values(queued_at=now).execution_options(synchronize_session=False)
         )
         if res.rowcount == 1:  # type: ignore[attr-defined]
-            report.republished.append(Republish(row.id, str(row.kind), row.queue))
+            report.republished.append(Republish(queued.id, str(queued.kind), queued.queue))
     session.flush()
     return report
 

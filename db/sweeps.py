@@ -202,9 +202,9 @@ def claim_chunk(session: Session, chunk_id: uuid.UUID, worker: str, max_attempts
     )
     if res.rowcount != 1:  # type: ignore[attr-defined]
         return ClaimRefused("not_pending")
-    got = session.execute(select(SweepChunk.index, SweepChunk.attempts, SweepChunk.spec)
-                          .where(SweepChunk.id == chunk_id)).one()
-    return ChunkClaim(chunk_id, row.sweep_id, row.job_id, int(got.index), int(got.attempts), dict(got.spec))
+    index, attempts, spec = session.execute(select(SweepChunk.index, SweepChunk.attempts, SweepChunk.spec)
+                                            .where(SweepChunk.id == chunk_id)).one()
+    return ChunkClaim(chunk_id, row.sweep_id, row.job_id, int(index), int(attempts), dict(spec))
 
 
 def _chunk_owned(claim: ChunkClaim) -> Any:

@@ -28,9 +28,7 @@ def unpad_bases(U: Tensor, dims: Sequence[int]) -> list[Tensor]:
 def column_mask(dims: Sequence[int], dmax: int | None = None, like: Tensor | None = None) -> Tensor:
     """Mask of shape (K, 1, dmax): 1 for the live columns j < d_k, 0 for padding."""
     dmax = int(max(dims)) if dmax is None else dmax
-    kw = {} if like is None else {"dtype": like.dtype, "device": like.device}
-    cols = torch.arange(dmax, **({"device": like.device} if like is not None else {}))
-    mask = (cols[None, :] < torch.as_tensor(list(dims), device=cols.device)[:, None]).to(**kw) if kw else (
-        cols[None, :] < torch.as_tensor(list(dims))[:, None]
-    ).to(torch.get_default_dtype())
+    cols = torch.arange(dmax, device=like.device if like is not None else None)
+    live = cols[None, :] < torch.as_tensor(list(dims), device=cols.device)[:, None]
+    mask = live.to(like.dtype if like is not None else torch.get_default_dtype())
     return mask[:, None, :]

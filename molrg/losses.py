@@ -151,7 +151,7 @@ def hardmax_loss(U: Tensor, X: Tensor, dims: Sequence[int], coef: LossCoefficien
     return hardmax_loss_and_grad(U, X, dims, coef, weights)[0]
 
 
-def edm_weight(sigma: Tensor, sigma_data: float) -> Tensor:
+def edm_weight(sigma: Tensor, sigma_data: Tensor | float) -> Tensor:
     """EDM loss weight lambda(sigma) = (sigma^2 + sigma_data^2) / (sigma sigma_data)^2."""
     return (sigma**2 + sigma_data**2) / (sigma * sigma_data) ** 2
 
@@ -163,7 +163,7 @@ def softmax_mc_loss(
     eps: Tensor,
     dims: Sequence[int],
     log_pi: Tensor,
-    sigma_data: float = 0.5,
+    sigma_data: Tensor | float = 0.5,
     weighting: str = "edm",
 ) -> Tensor:
     """Monte-Carlo denoising loss of the soft-max model, VE convention x_t = x0 + sigma eps (sections 2-3).
@@ -174,6 +174,7 @@ def softmax_mc_loss(
     x0, eps : Tensors of shape (..., M, n)
     sigma : Tensor of shape (..., M)
     log_pi : Tensor of shape (..., K)
+    sigma_data : float, or Tensor broadcastable against sigma (e.g. a per-trial data scale)
 
     Returns
     -------

@@ -143,9 +143,9 @@ def match_components(E: Tensor) -> tuple[Tensor, Tensor]:
         )
         perm = perms[best].reshape(E.shape[:-1])  # (..., K)
     else:
-        flat = Et.detach().reshape(-1, K, K).cpu().numpy()
+        flat_np = Et.detach().reshape(-1, K, K).cpu().numpy()
         rows = []
-        for item in flat:
+        for item in flat_np:
             r, c = linear_sum_assignment(item)
             p = np.empty(K, dtype=np.int64)
             p[r] = c

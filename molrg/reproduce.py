@@ -17,7 +17,7 @@ import argparse
 import json
 import time
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypedDict
 
 import torch
 
@@ -26,7 +26,16 @@ from molrg.transition import SweepReport, format_table
 
 __all__ = ["Experiment", "default_diffusion_variant", "main", "paper_grids", "sampling_check"]
 
-PAPER = {"ambient_dims": [48], "dims": list(range(2, 9)), "samples": list(range(2, 16))}
+
+class _PaperAxes(TypedDict):
+    """The grid axes shared by every paper sweep (keyword arguments of :class:`SweepGrid`)."""
+
+    ambient_dims: tuple[int, ...]
+    dims: tuple[int, ...]
+    samples: tuple[int, ...]
+
+
+PAPER: _PaperAxes = {"ambient_dims": (48,), "dims": tuple(range(2, 9)), "samples": tuple(range(2, 16))}
 
 
 @dataclass(frozen=True)
@@ -49,14 +58,14 @@ def paper_grids(quick: bool = False, skip_softmax: bool = False) -> list[Experim
     exps = [
         Experiment(
             "K=1: PCA and diffusion (linear model, exact loss)",
-            SweepGrid(**PAPER, n_components=[1], samples_per="total", trials=trials,
-                      methods=["pca", "diffusion"], method_options={"diffusion": diff1}, seed=1),
+            SweepGrid(**PAPER, n_components=(1,), samples_per="total", trials=trials,
+                      methods=("pca", "diffusion"), method_options={"diffusion": diff1}, seed=1),
             (("pca", 1), ("diffusion", 1)),
         ),
         Experiment(
             "K=2: K-subspaces and diffusion (fitting.py default: hard-max surrogate, exact loss)",
-            SweepGrid(**PAPER, n_components=[2], samples_per="component", trials=trials,
-                      methods=["subspace_clustering", "diffusion"],
+            SweepGrid(**PAPER, n_components=(2,), samples_per="component", trials=trials,
+                      methods=("subspace_clustering", "diffusion"),
                       method_options={"diffusion": diff2}, seed=2),
             (("subspace_clustering", 2), ("diffusion", 2)),
         ),
@@ -66,8 +75,8 @@ def paper_grids(quick: bool = False, skip_softmax: bool = False) -> list[Experim
         sm_steps = 300 if quick else 1000
         exps.append(Experiment(
             "K=2: diffusion, soft-max model from random init (Monte-Carlo loss)",
-            SweepGrid(**PAPER, n_components=[2], samples_per="component", trials=sm_trials,
-                      methods=["diffusion"], seed=2,
+            SweepGrid(**PAPER, n_components=(2,), samples_per="component", trials=sm_trials,
+                      methods=("diffusion",), seed=2,
                       method_options={"diffusion": {"model": "softmax", "init": "random", "restarts": 1,
                                                     "steps": sm_steps, "retraction": "polar"}}),
             (("diffusion", 2),),

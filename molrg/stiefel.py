@@ -72,6 +72,7 @@ def _retract_householder(Y: Tensor, mask: Tensor | None) -> Tensor:
 
 def retract_polar(Y: Tensor, mask: Tensor | None = None) -> Tensor:
     """Polar retraction ``Y (Y^T Y)^{-1/2}``; padding handled by an identity block (spec section 5)."""
+    fill: Tensor | float
     if mask is not None:
         Y = Y * mask
         # (Y^T Y) is block-diagonal [A^T A, 0; 0, 0]; filling the zero block with I leaves the live

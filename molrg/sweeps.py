@@ -403,10 +403,11 @@ def run_chunk(
         if not grid.methods_for(cell.n_components):
             continue
         seeds = [trial_seed(grid, cell, t) for t in trials]
-        per = ({"samples_per_component": cell.samples} if grid.samples_per == "component"
-               else {"n_samples": cell.samples})
+        per_component = grid.samples_per == "component"
         batch = sample_molrg_batch(
-            seeds, cell.ambient_dim, [cell.d] * cell.n_components, **per,
+            seeds, cell.ambient_dim, [cell.d] * cell.n_components,
+            n_samples=None if per_component else cell.samples,
+            samples_per_component=cell.samples if per_component else None,
             orthogonal=grid.orthogonal, noise_std=grid.noise_std, device=device,
         )
         shape = (cell.ambient_dim, cell.n_components, cell.d)

@@ -157,16 +157,24 @@ def fit_line(x: Sequence[float], y: Sequence[float | None]) -> LinearFit | None:
 
 
 class TrialLike(Protocol):
-    """The fields of ``molrg.sweeps.TrialResult`` that a report reads."""
+    """The fields of ``molrg.sweeps.TrialResult`` that a report reads (read-only, so frozen dataclasses match)."""
 
-    ambient_dim: int
-    n_components: int
-    d: int
-    samples: int
-    method: str
-    error: float
-    success: bool
-    fit_seconds: float
+    @property
+    def ambient_dim(self) -> int: ...
+    @property
+    def n_components(self) -> int: ...
+    @property
+    def d(self) -> int: ...
+    @property
+    def samples(self) -> int: ...
+    @property
+    def method(self) -> str: ...
+    @property
+    def error(self) -> float: ...
+    @property
+    def success(self) -> bool: ...
+    @property
+    def fit_seconds(self) -> float: ...
 
 
 @dataclass(frozen=True)

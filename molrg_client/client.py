@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import builtins
 import io
 import json
 import os
@@ -66,7 +67,8 @@ class Datasets(_Section):
     def get(self, dataset: Any) -> Dataset:
         return Dataset.from_json(self._c._json("GET", f"/datasets/{_id(dataset)}"))
 
-    def create_builtin(self, dataset: str = "digits", *, name: str | None = None, classes: list[int] | None = None,
+    def create_builtin(self, dataset: str = "digits", *, name: str | None = None,
+                       classes: builtins.list[int] | None = None,
                        scale: bool = True, idempotency_key: str | None = None) -> Dataset:
         """A built-in real dataset (``digits``: scikit-learn's 8x8 handwritten digits, with labels)."""
         body: dict[str, Any] = {"dataset": dataset, "scale": scale}
@@ -76,7 +78,7 @@ class Datasets(_Section):
             body["classes"] = list(classes)
         return Dataset.from_json(self._c._json("POST", "/datasets/builtin", json=body, idempotency_key=idempotency_key))
 
-    def auto_dims(self, dataset: Any, n_components: int, energy: float = 0.95) -> list[int]:
+    def auto_dims(self, dataset: Any, n_components: int, energy: float = 0.95) -> builtins.list[int]:
         """Dims from the data by the 95%-energy rule (``molrg_client.dims``), per class when K = #classes."""
         from molrg_client.dims import choose_dims
 
@@ -93,7 +95,7 @@ class Datasets(_Section):
         """The true labels (N,) of a synthetic dataset."""
         return self._c._npy(f"/datasets/{_id(dataset)}/labels.npy")
 
-    def bases(self, dataset: Any) -> list[np.ndarray]:
+    def bases(self, dataset: Any) -> builtins.list[np.ndarray]:
         """The true bases U_0..U_{K-1} of a synthetic dataset."""
         return self._c._npz_list(f"/datasets/{_id(dataset)}/bases.npz")
 
@@ -212,16 +214,16 @@ class Models(_Section):
         params = {"limit": limit, "cursor": cursor, "dataset_id": _id(dataset) if dataset is not None else None}
         return self._c._page("/models", Model, params)
 
-    def bases(self, model: Any) -> list[np.ndarray]:
+    def bases(self, model: Any) -> builtins.list[np.ndarray]:
         """The fitted bases: a list of K arrays (n, d_k)."""
         return self._c._npz_list(f"/models/{_id(model)}/bases.npz")
 
     def bases_npz(self, model: Any) -> bytes:
         return self._c._bytes(f"/models/{_id(model)}/bases.npz")
 
-    def plots(self, model: Any) -> list[dict[str, Any]]:
+    def plots(self, model: Any) -> builtins.list[dict[str, Any]]:
         """The model's figures: ``kind`` (loss, projection, jacobian), ``title``, ``width``, ``height``, ``url``."""
-        return self._c._json("GET", f"/models/{_id(model)}/plots")  # type: ignore[return-value]
+        return self._c._json_list(f"/models/{_id(model)}/plots")
 
     def plot(self, model: Any, kind: str) -> bytes:
         """One figure as PNG bytes."""
@@ -240,9 +242,9 @@ class SampleSets(_Section):
         """The samples (n_samples, n)."""
         return self._c._npy(f"/sample-sets/{_id(sample_set)}/samples.npy")
 
-    def plots(self, sample_set: Any) -> list[dict[str, Any]]:
+    def plots(self, sample_set: Any) -> builtins.list[dict[str, Any]]:
         """The sample set's figures (``grid``, ``editing`` for square images)."""
-        return self._c._json("GET", f"/sample-sets/{_id(sample_set)}/plots")  # type: ignore[return-value]
+        return self._c._json_list(f"/sample-sets/{_id(sample_set)}/plots")
 
     def plot(self, sample_set: Any, kind: str) -> bytes:
         return self._c._bytes(f"/sample-sets/{_id(sample_set)}/plots/{kind}.png")
@@ -290,7 +292,11 @@ class Client:
         return response
 
     def _json(self, method: str, path: str, **kwargs: Any) -> dict[str, Any]:
-        return self._request(method, path, **kwargs).json()  # type: ignore[no-any-return]
+        return self._request(method, path, **kwargs).json()
+
+    def _json_list(self, path: str, **kwargs: Any) -> list[dict[str, Any]]:
+        """GET an endpoint whose body is a JSON array of objects."""
+        return self._request("GET", path, **kwargs).json()
 
     def _bytes(self, path: str, **kwargs: Any) -> bytes:
         return self._request("GET", path, **kwargs).content
@@ -322,7 +328,9 @@ class Client:
 
 def parse_sse(lines: Iterator[str]) -> Iterator[Event]:
     """Parse ``text/event-stream`` lines into events (comments and ``retry`` are skipped)."""
-    name, data, ident = "message", [], None
+    name: str = "message"
+    data: list[str] = []
+    ident: str | None = None
     for line in lines:
         if line == "":
             if data:

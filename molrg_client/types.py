@@ -2,7 +2,7 @@
 
 from dataclasses import dataclass, field, fields
 from datetime import datetime
-from typing import Any, Generic, TypeVar
+from typing import Any, Generic, Self, TypeVar
 
 T = TypeVar("T")
 
@@ -17,7 +17,7 @@ class _Resource:
     raw: dict[str, Any]
 
     @classmethod
-    def from_json(cls, data: dict[str, Any]):  # type: ignore[no-untyped-def]
+    def from_json(cls, data: dict[str, Any]) -> Self:
         names = {f.name for f in fields(cls)}  # type: ignore[arg-type]
         kwargs = {k: v for k, v in data.items() if k in names}
         for k in list(kwargs):

@@ -14,7 +14,8 @@ from service.settings import ServiceSettings
 
 async def get_settings_dep(request: Request) -> ServiceSettings:
     # async: trivial dependencies run on the event loop, not through the thread pool.
-    return request.app.state.settings  # type: ignore[no-any-return]
+    settings: ServiceSettings = request.app.state.settings
+    return settings
 
 
 SettingsDep = Annotated[ServiceSettings, Depends(get_settings_dep)]

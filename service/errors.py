@@ -3,7 +3,7 @@
 import logging
 from dataclasses import dataclass
 from http import HTTPStatus
-from typing import Any
+from typing import Any, Self
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -82,7 +82,7 @@ class ValidationFailed(ServiceError):
         super().__init__("; ".join(f"{e.field}: {e.reason}" for e in errors))
 
     @classmethod
-    def one(cls, field_name: str, reason: str) -> "ValidationFailed":
+    def one(cls, field_name: str, reason: str) -> Self:
         return cls([FieldError(field_name, reason)])
 
 
@@ -106,7 +106,7 @@ _STATUS: dict[type[ServiceError], int] = {
 def status_of(exc: ServiceError) -> int:
     for cls in type(exc).__mro__:
         if cls in _STATUS:
-            return _STATUS[cls]  # type: ignore[index]
+            return _STATUS[cls]
     return 500
 
 
@@ -166,7 +166,7 @@ async def _http_exception(request: Request, exc: Exception) -> JSONResponse:
             413: "payload_too_large"}.get(
         exc.status_code, f"http_{exc.status_code}"
     )
-    return problem(request, exc.status_code, code, str(exc.detail), headers=exc.headers)
+    return problem(request, exc.status_code, code, str(exc.detail), headers=dict(exc.headers or {}))
 
 
 async def _database_unavailable(request: Request, exc: Exception) -> JSONResponse:

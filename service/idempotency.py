@@ -3,7 +3,7 @@
 import hashlib
 import json
 import threading
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 from sqlalchemy import event, select, text
 from sqlalchemy.orm import Session
@@ -64,10 +64,9 @@ def find_replay(session: Session, entity: type[Row], owner: str, key: str | None
     """
     if key is None:
         return None
-    hold_key(session, entity.__tablename__, owner, key)  # type: ignore[attr-defined]
-    row = session.scalar(
-        select(entity).where(entity.owner == owner, entity.idempotency_key == key)  # type: ignore[attr-defined]
-    )
-    if row is not None and row.request_hash != digest:  # type: ignore[attr-defined]
+    model: Any = entity  # a mapped class with owner, idempotency_key and request_hash columns
+    hold_key(session, model.__tablename__, owner, key)
+    row = session.scalar(select(model).where(model.owner == owner, model.idempotency_key == key))
+    if row is not None and row.request_hash != digest:
         raise IdempotencyKeyReused(f"Idempotency-Key {key!r} was already used with a different request body")
-    return row
+    return cast("Row | None", row)

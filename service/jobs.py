@@ -124,12 +124,12 @@ def cancel_job(session: Session, principal: Principal, job_id: uuid.UUID) -> Job
     done = session.execute(
         update(Job).where(Job.id == job.id, Job.status == JobStatus.queued)
         .values(status=JobStatus.cancelled, finished_at=now, cancel_requested=True)
-    ).rowcount
+    ).rowcount  # type: ignore[attr-defined]
     if not done:
         done = session.execute(
             update(Job).where(Job.id == job.id, Job.status.in_([JobStatus.running, JobStatus.cancelling]))
             .values(status=JobStatus.cancelling, cancel_requested=True)
-        ).rowcount
+        ).rowcount  # type: ignore[attr-defined]
     session.refresh(job)
     if not done:
         raise InvalidJobState(f"job {job.id} is {job.status} and cannot be cancelled")

@@ -45,18 +45,22 @@ class JobCollector(Collector):
             gauge.add_metric([str(kind), str(status)], float(n))
         yield gauge
         per: dict[tuple[str, str], list[float]] = {}
-        for kind, status, started, finished_at in finished:
+        for row in finished:
+            started, finished_at = row.started_at, row.finished_at
+            if started is None or finished_at is None:  # excluded by the query; keeps the types honest
+                continue
             if started.tzinfo is None:
                 started = started.replace(tzinfo=UTC)
             if finished_at.tzinfo is None:
                 finished_at = finished_at.replace(tzinfo=UTC)
-            per.setdefault((str(kind), str(status)), []).append(max(0.0, (finished_at - started).total_seconds()))
+            per.setdefault((str(row.kind), str(row.status)), []).append(
+                max(0.0, (finished_at - started).total_seconds()))
         hist = HistogramMetricFamily("molrg_job_duration_seconds", "Run time (started -> finished) of finished jobs",
                                      labels=["kind", "status"])
-        for (kind, status), durations in sorted(per.items()):
+        for (kind_label, status_label), durations in sorted(per.items()):
             buckets = [(str(float(b)) if b != float("inf") else "+Inf", float(sum(d <= b for d in durations)))
                        for b in DURATION_BUCKETS]
-            hist.add_metric([kind, status], buckets, sum(durations))
+            hist.add_metric([kind_label, status_label], buckets, sum(durations))
         yield hist
 
 

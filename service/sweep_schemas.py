@@ -17,7 +17,7 @@ from service.validation import FIT_OPTIONS
 
 KNOWN_METHODS = ("pca", "subspace_clustering", "diffusion")
 
-PAPER_GRID_EXAMPLE = {
+PAPER_GRID_EXAMPLE: dict[str, Any] = {
     "ambient_dim": 48, "n_components": 1, "dims": [2, 3, 4, 5, 6, 7, 8], "samples": list(range(2, 16)),
     "samples_per": "component", "noise_std": 0.0, "orthogonal": True, "trials": 20,
     "methods": ["pca", "diffusion"], "method_options": {},

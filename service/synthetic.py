@@ -7,6 +7,7 @@ coefficients (component by component), noise.
 
 import io
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -88,5 +89,6 @@ def npy_bytes(array: np.ndarray) -> bytes:
 def npz_bytes(bases: list[np.ndarray]) -> bytes:
     """Bases as ``.npz`` with arrays ``U_0 .. U_{K-1}`` (CONTRACTS.md)."""
     buf = io.BytesIO()
-    np.savez(buf, **{f"U_{k}": np.asarray(U, dtype=np.float64) for k, U in enumerate(bases)})
+    arrays: dict[str, Any] = {f"U_{k}": np.asarray(U, dtype=np.float64) for k, U in enumerate(bases)}
+    np.savez(buf, **arrays)
     return buf.getvalue()

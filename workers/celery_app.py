@@ -60,7 +60,7 @@ def make_celery(settings: WorkerSettings | None = None) -> Celery:
         timezone="UTC",
         enable_utc=True,
     )
-    app.molrg_settings = settings  # type: ignore[attr-defined]
+    app.molrg_settings = settings
     return app
 
 
@@ -97,7 +97,7 @@ def _fast_pool_maintenance() -> None:
         from celery.concurrency import asynpool
     except ImportError:  # pragma: no cover - platforms without the async pool
         return
-    asynpool.AsynPool.timers = property(  # type: ignore[method-assign,assignment]
+    asynpool.AsynPool.timers = property(
         lambda self: {self.maintain_pool: POOL_MAINTAIN_INTERVAL_S}
     )
 

@@ -37,7 +37,8 @@ def npy_to_array(data: bytes) -> np.ndarray:
 def bases_to_npz(bases: Sequence[ArrayLike]) -> bytes:
     """Serialise K bases as ``.npz`` with arrays ``U_0..U_{K-1}`` (float64)."""
     buf = io.BytesIO()
-    np.savez(buf, **{f"U_{k}": to_numpy(U).astype(np.float64) for k, U in enumerate(bases)})
+    arrays: dict[str, Any] = {f"U_{k}": to_numpy(U).astype(np.float64) for k, U in enumerate(bases)}
+    np.savez(buf, **arrays)
     return buf.getvalue()
 
 

@@ -123,4 +123,4 @@ def reset() -> None:
     with _lock:
         if _engine is not None and _pid == os.getpid():
             _engine.dispose()
-        _settings = _engine = _maker = _pid = _device = None  # type: ignore[assignment]
+        _settings = _engine = _maker = _pid = _device = None

@@ -6,8 +6,10 @@ from fastapi import APIRouter
 
 from service.schemas import Problem
 
+Responses = dict[int | str, dict[str, Any]]  # FastAPI's ``responses=`` of a route
 
-def problems(*codes: int) -> dict[int | str, dict[str, Any]]:
+
+def problems(*codes: int) -> Responses:
     """OpenAPI entries for problem+json error responses."""
     text = {400: "Malformed request body (not parseable as the declared content type)",
             401: "Missing, invalid or revoked API key", 403: "Forbidden: needs an admin key", 404: "Not found (or owned by someone else)",
@@ -21,7 +23,7 @@ def problems(*codes: int) -> dict[int | str, dict[str, Any]]:
     }
 
 
-OCTET = {200: {"content": {"application/octet-stream": {"schema": {"type": "string", "format": "binary"}}},
+OCTET: Responses = {200: {"content": {"application/octet-stream": {"schema": {"type": "string", "format": "binary"}}},
                "description": "NumPy bytes"}}
 
 

@@ -21,7 +21,7 @@ from db.enums import TERMINAL_STATUSES, JobStatus
 from service import jobs as use_cases
 from service.auth import Principal
 from service.deps import CurrentKey, SessionDep
-from service.routes import problems
+from service.routes import Responses, problems
 from service.schemas import JobProgressEvent
 
 router = APIRouter(prefix="/jobs", tags=["jobs"])
@@ -54,7 +54,7 @@ EVENT_SCHEMA = {"oneOf": [
     _event_item("progress", _inline(JobProgressEvent), "Progress or its detail changed."),
     _event_item("end", JOB_READ_REF, "The job is terminal (last event); data is the job."),
 ]}
-SSE = {200: {"content": {"text/event-stream": {"schema": EVENT_SCHEMA}},
+SSE: Responses = {200: {"content": {"text/event-stream": {"schema": EVENT_SCHEMA}},
              "description": "A `retry:` line, then events `status`, `progress`, `end` (each: `id:`, `event:`, "
                             "`data:` JSON) and `: keep-alive` comments; the stream ends with the job."}}
 

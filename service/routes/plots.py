@@ -17,11 +17,11 @@ from db.models import Plot
 from service import results
 from service.deps import CurrentKey, SessionDep
 from service.errors import NotFound
-from service.routes import problems
+from service.routes import Responses, problems
 
 router = APIRouter(tags=["plots"])
 API = "/api/v1"
-PNG = {200: {"content": {"image/png": {"schema": {"type": "string", "format": "binary"}}},
+PNG: Responses = {200: {"content": {"image/png": {"schema": {"type": "string", "format": "binary"}}},
              "description": "PNG; X-Image-Width/X-Image-Height give its size"}}
 Kind = Annotated[str, Path(pattern=r"^[a-z_]{1,40}$", description="Figure kind, e.g. loss, projection, jacobian.")]
 

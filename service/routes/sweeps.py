@@ -8,14 +8,14 @@ from fastapi import APIRouter, Query, Response, status
 from service import jobs as job_cases
 from service import sweeps as use_cases
 from service.deps import CurrentKey, IdempotencyKey, QueueDep, SessionDep, SettingsDep
-from service.routes import problems
+from service.routes import Responses, problems
 from service.schemas import JobRead, Page
 from service.sweep_schemas import SweepCreate, SweepJobRead, SweepRead, SweepSummary
 
 router = APIRouter(prefix="/sweeps", tags=["sweeps"])
 
-CSV = {200: {"content": {"text/csv": {"schema": {"type": "string"}}}, "description": "CSV with a header row"}}
-PNG = {200: {"content": {"image/png": {"schema": {"type": "string", "format": "binary"}}},
+CSV: Responses = {200: {"content": {"text/csv": {"schema": {"type": "string"}}}, "description": "CSV with a header row"}}
+PNG: Responses = {200: {"content": {"image/png": {"schema": {"type": "string", "format": "binary"}}},
              "description": "PNG; X-Image-Width/X-Image-Height give its size"}}
 
 

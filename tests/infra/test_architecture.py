@@ -1,4 +1,5 @@
-"""Dependency direction (molrg pure; service never imports torch/molrg/workers) and CI wiring."""
+"""Dependency direction (molrg pure; service never imports torch/molrg/workers), static checks (ruff, mypy)
+and CI wiring."""
 
 import shutil
 import subprocess
@@ -34,6 +35,24 @@ def test_import_linter_contracts_hold() -> None:
         pytest.skip("import-linter not installed")
     proc = subprocess.run([exe, "--config", str(ROOT / "pyproject.toml")], capture_output=True, text=True, cwd=ROOT)
     assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+def _tool(name: str) -> str:
+    exe = shutil.which(name, path=str(Path(sys.executable).parent))
+    if exe is None:
+        pytest.skip(f"{name} not installed (pip install -e .[dev])")
+    return exe
+
+
+def test_ruff_is_clean() -> None:
+    proc = subprocess.run([_tool("ruff"), "check", "."], capture_output=True, text=True, cwd=ROOT)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+def test_mypy_is_clean() -> None:
+    """The packages type-check ([tool.mypy] in pyproject.toml: check_untyped_defs, pydantic plugin)."""
+    proc = subprocess.run([_tool("mypy")], capture_output=True, text=True, cwd=ROOT)
+    assert proc.returncode == 0, proc.stdout[-5000:] + proc.stderr
 
 
 def test_ci_runs_the_readme_test_command() -> None:
