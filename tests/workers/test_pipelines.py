@@ -76,11 +76,37 @@ def test_fit_diffusion_stores_loss_history_once(maker: sessionmaker[Session]) ->
     assert model.metrics["final_loss"] is not None and model.metrics["diffusion_loss"] is not None
 
 
-def test_sample_pipeline(maker: sessionmaker[Session]) -> None:
+def _fitted_model(maker: sessionmaker[Session]) -> str:
+    """The id of a small pca model fitted through the pipeline."""
     ds = add_dataset(maker, n=12, dims=(2,), ambient=6)
     fit_id = add_job(maker, JobKind.fit, fit_params(ds, "pca", [2]))
     assert run(maker, JobKind.fit, fit_id) == Outcome.succeeded
-    model_id = get_job(maker, fit_id).result["model_id"]  # type: ignore[index]
+    return str(get_job(maker, fit_id).result["model_id"])  # type: ignore[index]
+
+
+def _cancel_once_running(maker: sessionmaker[Session], kind: JobKind, job_id: uuid.UUID) -> None:
+    """Run the job in a thread, request a cancel once it reports progress (as the service does for a
+    running job), and check that it ends ``cancelled`` within 5 s."""
+    outcome: list[Outcome] = []
+    t = threading.Thread(target=lambda: outcome.append(run(maker, kind, job_id)))
+    t.start()
+    deadline = time.monotonic() + 30
+    while (job := get_job(maker, job_id)).progress <= 0:
+        assert job.status in (JobStatus.queued, JobStatus.running), job.error
+        assert time.monotonic() < deadline, f"{kind} job never reported progress"
+        time.sleep(0.05)
+    with session_scope(maker) as s:
+        row = s.get_one(Job, job_id)
+        row.status, row.cancel_requested = JobStatus.cancelling, True
+    t0 = time.monotonic()
+    t.join(timeout=30)
+    assert not t.is_alive() and outcome == [Outcome.cancelled]
+    assert time.monotonic() - t0 < 5
+    assert get_job(maker, job_id).status == JobStatus.cancelled
+
+
+def test_sample_pipeline(maker: sessionmaker[Session]) -> None:
+    model_id = _fitted_model(maker)
     params = {"model_id": model_id, "n_samples": 6, "sampler": "heun", "steps": 8, "seed": 1}
     job_id = add_job(maker, JobKind.sample, params)
     assert run(maker, JobKind.sample, job_id) == Outcome.succeeded
@@ -129,22 +155,7 @@ def test_cancel_long_diffusion_fit(maker: sessionmaker[Session]) -> None:
     ds = add_dataset(maker, n=12, dims=(2,), ambient=6)
     job_id = add_job(maker, JobKind.fit,
                      fit_params(ds, "diffusion", [2], {"steps": 1_000_000, "callback_every": 1, "tol": 1e-300}))
-    outcome: list[Outcome] = []
-    t = threading.Thread(target=lambda: outcome.append(run(maker, JobKind.fit, job_id)))
-    t.start()
-    deadline = time.monotonic() + 30
-    while (job := get_job(maker, job_id)).progress <= 0:
-        assert job.status in (JobStatus.queued, JobStatus.running), job.error
-        assert time.monotonic() < deadline, "fit never reported progress"
-        time.sleep(0.05)
-    with session_scope(maker) as s:  # what the service does on DELETE/cancel of a running job
-        job = s.get_one(Job, job_id)
-        job.status, job.cancel_requested = JobStatus.cancelling, True
-    t0 = time.monotonic()
-    t.join(timeout=30)
-    assert not t.is_alive() and outcome == [Outcome.cancelled]
-    assert time.monotonic() - t0 < 5
-    assert get_job(maker, job_id).status == JobStatus.cancelled
+    _cancel_once_running(maker, JobKind.fit, job_id)
     assert count(maker, FittedModel, job_id) == 0 and count(maker, MetricPoint, job_id) == 0
 
 
@@ -166,28 +177,10 @@ def test_reap_pipeline_publishes_after_commit(maker: sessionmaker[Session]) -> N
 
 
 def test_cancel_long_sample_job_between_sampler_steps(maker: sessionmaker[Session]) -> None:
-    ds = add_dataset(maker, n=12, dims=(2,), ambient=6)
-    fit_id = add_job(maker, JobKind.fit, fit_params(ds, "pca", [2]))
-    assert run(maker, JobKind.fit, fit_id) == Outcome.succeeded
-    model_id = get_job(maker, fit_id).result["model_id"]  # type: ignore[index]
     # ~100k sampler steps of 20k samples: minutes if not stopped
-    params = {"model_id": model_id, "n_samples": 20_000, "sampler": "heun", "steps": 100_000, "seed": 1}
+    params = {"model_id": _fitted_model(maker), "n_samples": 20_000, "sampler": "heun", "steps": 100_000, "seed": 1}
     job_id = add_job(maker, JobKind.sample, params)
-    outcome: list[Outcome] = []
-    t = threading.Thread(target=lambda: outcome.append(run(maker, JobKind.sample, job_id)))
-    t.start()
-    deadline = time.monotonic() + 30
-    while (job := get_job(maker, job_id)).progress <= 0:  # progress is reported per sampler step
-        assert job.status in (JobStatus.queued, JobStatus.running), job.error
-        assert time.monotonic() < deadline, "sampling never reported progress"
-        time.sleep(0.05)
-    detail = get_job(maker, job_id).progress_detail or {}
+    _cancel_once_running(maker, JobKind.sample, job_id)
+    detail = get_job(maker, job_id).progress_detail or {}  # the last progress a beat wrote: per sampler step
     assert detail["total_steps"] == 100_000 and 1 <= detail["step"] < 100_000 and detail["sigma"] > 0
-    with session_scope(maker) as s:
-        row = s.get_one(Job, job_id)
-        row.status, row.cancel_requested = JobStatus.cancelling, True
-    t0 = time.monotonic()
-    t.join(timeout=30)
-    assert not t.is_alive() and outcome == [Outcome.cancelled]
-    assert time.monotonic() - t0 < 5
-    assert get_job(maker, job_id).status == JobStatus.cancelled and count(maker, SampleSet, job_id) == 0
+    assert count(maker, SampleSet, job_id) == 0
