@@ -29,6 +29,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 from db import jobs
+from db import sweep_chunks as chunks_store
 from db import sweeps as store
 from db.enums import JobKind
 from db.models import Sweep, SweepChunk
@@ -116,7 +117,7 @@ def plan_sweep_job(maker: sessionmaker[Session], settings: WorkerSettings, job_i
                                  max_fits)
         counts = store.chunk_counts(session, sweep_id)
         pending = store.chunk_ids(session, sweep_id, [store.ChunkStatus.pending])
-        store.mark_queued(session, pending)
+        chunks_store.mark_queued(session, pending)
         jobs.heartbeat(session, job_id, claim.attempt, progress=None,
                        detail={"chunks_done": counts.get(store.ChunkStatus.done, 0), "chunks_total": total,
                                "fits_done": 0, "fits_total": grid.n_fits})
@@ -141,7 +142,8 @@ def _fail_job(maker: sessionmaker[Session], claim: jobs.Claim, error: str) -> st
 class ChunkHeartbeat:
     """Background beats on a chunk row; sets ``cancel`` / ``lost`` for the run to stop at its next step."""
 
-    def __init__(self, maker: sessionmaker[Session], claim: store.ChunkClaim, interval_s: float) -> None:
+    def __init__(self, maker: sessionmaker[Session], claim: chunks_store.ChunkClaim,
+                 interval_s: float) -> None:
         self.maker, self.claim, self.interval_s = maker, claim, interval_s
         self.cancel = threading.Event()
         self.lost = threading.Event()
@@ -154,7 +156,7 @@ class ChunkHeartbeat:
 
     def beat(self) -> None:
         with session_scope(self.maker) as session:
-            state = store.chunk_heartbeat(session, self.claim)
+            state = chunks_store.chunk_heartbeat(session, self.claim)
         if not state.owned:
             logger.warning("sweep chunk %s attempt %d is no longer ours; stopping", self.claim.chunk_id,
                            self.claim.attempt)
@@ -183,8 +185,9 @@ def run_sweep_chunk(maker: sessionmaker[Session], settings: WorkerSettings, chun
                     device: Callable[[], torch.device], hostname: str | None = None) -> str:
     """Claim one chunk, run it batched, store its trials, and finish the sweep if it was the last."""
     with session_scope(maker) as session:
-        claim = store.claim_chunk(session, chunk_id, hostname or socket.gethostname(), settings.max_attempts)
-    if isinstance(claim, store.ClaimRefused):
+        claim = chunks_store.claim_chunk(session, chunk_id, hostname or socket.gethostname(),
+                                         settings.max_attempts)
+    if isinstance(claim, chunks_store.ClaimRefused):
         return _refused(maker, chunk_id, claim.reason, settings.max_attempts)
     with session_scope(maker) as session:
         sweep = store.get_sweep(session, claim.sweep_id)
@@ -208,7 +211,7 @@ def run_sweep_chunk(maker: sessionmaker[Session], settings: WorkerSettings, chun
     except TRANSIENT_ERRORS:
         logger.exception("sweep chunk %s: transient infrastructure error; giving it back", chunk_id)
         with session_scope(maker) as session:
-            store.end_chunk(session, claim, store.ChunkStatus.pending)
+            chunks_store.end_chunk(session, claim, store.ChunkStatus.pending)
         raise
     except Exception as exc:
         logger.exception("sweep chunk %s failed", chunk_id)
@@ -217,11 +220,11 @@ def run_sweep_chunk(maker: sessionmaker[Session], settings: WorkerSettings, chun
         return "lost"
     if hb.cancel.is_set():
         with session_scope(maker) as session:
-            store.end_chunk(session, claim, store.ChunkStatus.cancelled, "cancelled on request")
+            chunks_store.end_chunk(session, claim, store.ChunkStatus.cancelled, "cancelled on request")
             store.settle_cancel(session, claim.sweep_id)
         return "cancelled"
     with session_scope(maker) as session:
-        done = store.complete_chunk(session, claim, [trial_row(t) for t in trials])
+        done = chunks_store.complete_chunk(session, claim, [trial_row(t) for t in trials])
     if not done.owned:
         logger.warning("sweep chunk %s attempt %d finished after losing its claim; nothing stored",
                        chunk_id, claim.attempt)
@@ -257,9 +260,9 @@ def _refused(maker: sessionmaker[Session], chunk_id: uuid.UUID, reason: str, max
     return reason
 
 
-def _chunk_failed(maker: sessionmaker[Session], claim: store.ChunkClaim, error: str) -> str:
+def _chunk_failed(maker: sessionmaker[Session], claim: chunks_store.ChunkClaim, error: str) -> str:
     with session_scope(maker) as session:
-        if store.end_chunk(session, claim, store.ChunkStatus.failed, error):
+        if chunks_store.end_chunk(session, claim, store.ChunkStatus.failed, error):
             store.fail_sweep(session, claim.sweep_id, f"sweep chunk {claim.index} failed: {error}")
     return "failed"
 
@@ -340,18 +343,19 @@ def finalize(maker: sessionmaker[Session], sweep_id: uuid.UUID) -> str | None:
 # --- the reaper's share ------------------------------------------------------------------------------
 
 
-def reap_sweeps(maker: sessionmaker[Session], settings: WorkerSettings, publish: Publish) -> store.ChunkReapReport:
+def reap_sweeps(maker: sessionmaker[Session], settings: WorkerSettings,
+                publish: Publish) -> chunks_store.ChunkReapReport:
     """Re-queue lost chunks, keep live sweep jobs alive, settle cancels; publish after the commit.
 
     Run it before :func:`db.jobs.reap` in the same reaper pass.
     """
     try:
         with session_scope(maker) as session:
-            report = store.reap_chunks(session, settings.stale_after_s, settings.republish_after_s,
-                                       settings.max_attempts)
+            report = chunks_store.reap_chunks(session, settings.stale_after_s, settings.republish_after_s,
+                                              settings.max_attempts)
     except Exception:  # never block the job reaper that runs next; the next pass retries
         logger.exception("sweep reaper pass failed")
-        return store.ChunkReapReport()
+        return chunks_store.ChunkReapReport()
     for chunk_id in report.republish:
         try:
             publish(chunk_id)

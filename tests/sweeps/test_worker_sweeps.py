@@ -9,7 +9,7 @@ import torch
 from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
-from db import sweeps as store
+from db import sweep_chunks as chunks_store
 from db.base import utcnow
 from db.enums import JobStatus
 from db.models import Job, Sweep, SweepChunk, SweepHeatmap, SweepTrial
@@ -126,8 +126,8 @@ def test_reaper_requeues_a_stale_chunk_not_the_sweep(maker: sessionmaker[Session
     ids = out.drain()
     ws.run_sweep_chunk(maker, SETTINGS, ids[0], cpu, "w1")
     with session_scope(maker) as s:  # chunk 1 was claimed by a worker that then died
-        claim = store.claim_chunk(s, ids[1], "dead", max_attempts=3)
-        assert isinstance(claim, store.ChunkClaim)
+        claim = chunks_store.claim_chunk(s, ids[1], "dead", max_attempts=3)
+        assert isinstance(claim, chunks_store.ChunkClaim)
         old = utcnow() - timedelta(seconds=60)
         s.execute(update(SweepChunk).where(SweepChunk.id == ids[1]).values(heartbeat_at=old))
         s.execute(update(Job).where(Job.id == job_id).values(heartbeat_at=old))
@@ -139,7 +139,7 @@ def test_reaper_requeues_a_stale_chunk_not_the_sweep(maker: sessionmaker[Session
     assert ws.run_sweep_chunk(maker, SETTINGS, ids[1], cpu, "w2") == "done"
     # The dead run's late completion is refused (attempt 1 no longer owns the chunk).
     with session_scope(maker) as s:
-        assert not store.complete_chunk(s, claim, []).owned
+        assert not chunks_store.complete_chunk(s, claim, []).owned
     assert ws.run_sweep_chunk(maker, SETTINGS, ids[2], cpu, "w2") == "finalized"
     with maker() as s:
         chunk = s.get_one(SweepChunk, ids[1])
