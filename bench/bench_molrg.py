@@ -26,7 +26,8 @@ import torch
 
 from molrg.data import sample_molrg_batch
 from molrg.fitting import fit_batched
-from molrg.sweeps import SweepGrid, run_sweep
+from molrg.grid import SweepGrid
+from molrg.sweeps import run_sweep
 
 PAPER = {"ambient_dims": [48], "dims": list(range(2, 9)), "samples": list(range(2, 16))}
 DIFF_OPTS = {"steps": 2000, "retraction": "polar"}

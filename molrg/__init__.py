@@ -28,7 +28,7 @@ _EXPORTS = {
     "sample": "molrg.sampling",
     # sweeps (section 7)
     "run_sweep": "molrg.sweeps",
-    "SweepGrid": "molrg.sweeps",
+    "SweepGrid": "molrg.grid",
 }
 
 __all__ = sorted(_EXPORTS) + ["__version__"]

@@ -21,7 +21,8 @@ from typing import Any, TypedDict
 
 import torch
 
-from molrg.sweeps import SweepGrid, run_sweep
+from molrg.grid import SweepGrid
+from molrg.sweeps import run_sweep
 from molrg.transition import SweepReport, format_table
 
 __all__ = ["Experiment", "default_diffusion_variant", "main", "paper_grids", "sampling_check"]

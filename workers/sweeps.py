@@ -34,7 +34,8 @@ from db import sweeps as store
 from db.enums import JobKind
 from db.models import Sweep, SweepChunk
 from db.session import session_scope
-from molrg.sweeps import Chunk, SweepGrid, SweepProgress, TrialResult, plan_chunks, run_chunk, summarise
+from molrg.grid import Chunk, SweepGrid, plan_chunks
+from molrg.sweeps import SweepProgress, TrialResult, run_chunk, summarise
 from workers import plots, resources
 from workers.celery_app import app, app_settings
 from workers.pipelines import TRANSIENT_ERRORS

@@ -6,19 +6,8 @@ from types import SimpleNamespace
 import pytest
 import torch
 
-from molrg.sweeps import (
-    Cell,
-    Chunk,
-    SweepGrid,
-    TrialResult,
-    derive_seed,
-    merge,
-    plan_chunks,
-    run_chunk,
-    run_sweep,
-    summarise,
-    trial_seed,
-)
+from molrg.grid import Cell, Chunk, SweepGrid, derive_seed, plan_chunks, trial_seed
+from molrg.sweeps import TrialResult, merge, run_chunk, run_sweep, summarise
 
 
 def tiny_pca(X, dims, method, *, seed=0, device=None, callback=None, **options):

@@ -1,0 +1,244 @@
+"""Sample-complexity sweep grid and its deterministic plan: cells, seeds, chunks (spec section 7).
+
+A sweep is a grid of cells ``(ambient_dim n, K, d, samples)`` with ``trials`` independent trials
+each; running and summarising them lives in :mod:`molrg.sweeps`.
+
+* Seeds: trial seeds come from a stable hash (blake2b) of ``(sweep seed, n, K, d, samples, trial)``,
+  never from Python's ``hash()`` or from the position in a batch, so a trial gives the same result
+  whichever chunk, batch or machine ran it.
+* Chunks: :func:`plan_chunks` cuts the grid into JSON-able :class:`Chunk` s (cells x trial range)
+  that run separately (:func:`molrg.sweeps.run_chunk`); every (cell, trial) lands in exactly one
+  chunk.
+* ``pca`` is only defined for K = 1: for K >= 2 cells it is *skipped* (not an error), so one grid
+  can hold K = 1 and K = 2 with ``methods=["pca", "diffusion"]``; a grid where some method applies
+  to no cell at all is rejected by :meth:`SweepGrid.validate`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterable
+from dataclasses import asdict, dataclass, field, fields
+from typing import Any, NamedTuple
+
+__all__ = [
+    "DEFAULT_MAX_FITS_PER_CHUNK",
+    "KNOWN_METHODS",
+    "Cell",
+    "Chunk",
+    "SweepGrid",
+    "derive_seed",
+    "plan_chunks",
+    "trial_seed",
+]
+
+KNOWN_METHODS = ("pca", "subspace_clustering", "diffusion")
+DEFAULT_MAX_FITS_PER_CHUNK = 4096
+
+
+class Cell(NamedTuple):
+    """One grid cell (spec section 7): ambient dim n, K components of dim d, samples (N or N_k)."""
+
+    ambient_dim: int
+    n_components: int
+    d: int
+    samples: int
+
+
+def _ints(name: str, values: Iterable[int]) -> tuple[int, ...]:
+    out = tuple(int(v) for v in values)
+    if not out:
+        raise ValueError(f"{name}: need at least one value")
+    if len(set(out)) != len(out):
+        raise ValueError(f"{name}={list(out)} has duplicates; list each value once")
+    return out
+
+
+@dataclass(frozen=True)
+class SweepGrid:
+    """A sample-complexity grid (spec section 7); lists are stored as tuples.
+
+    ``samples`` are ``N_k`` per component (``samples_per="component"``, paper K >= 2 setting,
+    ``N = K * N_k``) or the total ``N`` (``samples_per="total"``). Every component has dim ``d``.
+    ``method_options[method]`` is passed to ``fit_batched`` as keyword options.
+    """
+
+    ambient_dims: tuple[int, ...] = (48,)
+    n_components: tuple[int, ...] = (1,)
+    dims: tuple[int, ...] = (2, 3, 4, 5, 6, 7, 8)
+    samples: tuple[int, ...] = tuple(range(2, 16))
+    samples_per: str = "component"
+    trials: int = 20
+    methods: tuple[str, ...] = ("pca",)
+    method_options: dict[str, dict[str, Any]] = field(default_factory=dict)
+    noise_std: float = 0.0
+    orthogonal: bool = True
+    success_threshold: float = 0.5
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        for name in ("ambient_dims", "n_components", "dims", "samples"):
+            object.__setattr__(self, name, _ints(name, getattr(self, name)))
+        object.__setattr__(self, "methods", tuple(str(m) for m in self.methods))
+        opts = {str(k): dict(v) for k, v in dict(self.method_options).items()}
+        object.__setattr__(self, "method_options", opts)
+
+    def validate(self) -> SweepGrid:
+        """Raise ValueError naming the offending field and a fix (spec section 7); return self."""
+        if any(n < 2 for n in self.ambient_dims):
+            raise ValueError(f"ambient_dims={list(self.ambient_dims)} must all be >= 2")
+        if any(k < 1 for k in self.n_components):
+            raise ValueError(f"n_components={list(self.n_components)} must all be >= 1")
+        if any(d < 1 for d in self.dims):
+            raise ValueError(f"dims={list(self.dims)} must all be >= 1")
+        if any(s < 1 for s in self.samples):
+            raise ValueError(f"samples={list(self.samples)} must all be >= 1")
+        if self.samples_per not in ("component", "total"):
+            raise ValueError(f"samples_per={self.samples_per!r} must be 'component' or 'total'")
+        if self.trials < 1:
+            raise ValueError(f"trials={self.trials} must be >= 1")
+        if not self.methods:
+            raise ValueError(f"methods: need at least one of {list(KNOWN_METHODS)}")
+        for m in self.methods:
+            if m not in KNOWN_METHODS:
+                raise ValueError(f"methods: unknown method {m!r}; choose from {list(KNOWN_METHODS)}")
+        if len(set(self.methods)) != len(self.methods):
+            raise ValueError(f"methods={list(self.methods)} has duplicates")
+        for m in self.method_options:
+            if m not in self.methods:
+                raise ValueError(f"method_options: {m!r} is not in methods={list(self.methods)}")
+        if "pca" in self.methods and 1 not in self.n_components:
+            raise ValueError(
+                f"methods: 'pca' needs K = 1 but n_components={list(self.n_components)}; "
+                "use 'subspace_clustering' for K >= 2"
+            )
+        if self.noise_std < 0:
+            raise ValueError(f"noise_std={self.noise_std} must be >= 0")
+        if not 0 < self.success_threshold:
+            raise ValueError(f"success_threshold={self.success_threshold} must be > 0")
+        dmax = max(self.dims)
+        for n in self.ambient_dims:
+            if dmax >= n:
+                raise ValueError(f"dims: d={dmax} must be < ambient_dim={n}; reduce dims")
+            for K in self.n_components:
+                if self.orthogonal and K * dmax > n:
+                    raise ValueError(
+                        f"orthogonal: K*d={K}*{dmax}={K * dmax} exceeds ambient_dim={n}; "
+                        "use orthogonal=False, smaller dims or fewer n_components"
+                    )
+        return self
+
+    def methods_for(self, n_components: int) -> tuple[str, ...]:
+        """Methods that apply to a K-component cell: 'pca' only for K = 1 (spec section 5)."""
+        return tuple(m for m in self.methods if m != "pca" or n_components == 1)
+
+    def cells(self) -> list[Cell]:
+        """All cells in a fixed order (n, K, d, samples) (spec section 7)."""
+        return [
+            Cell(n, K, d, s)
+            for n in self.ambient_dims
+            for K in self.n_components
+            for d in self.dims
+            for s in self.samples
+        ]
+
+    def n_total_samples(self, cell: Cell) -> int:
+        """N, the total number of samples of a trial in ``cell``."""
+        return cell.samples * cell.n_components if self.samples_per == "component" else cell.samples
+
+    @property
+    def n_cells(self) -> int:
+        """Number of grid cells."""
+        return len(self.ambient_dims) * len(self.n_components) * len(self.dims) * len(self.samples)
+
+    @property
+    def n_fits(self) -> int:
+        """Number of fits (cells x trials x applicable methods)."""
+        return sum(self.trials * len(self.methods_for(c.n_components)) for c in self.cells())
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-able dict; :meth:`from_dict` inverts it."""
+        out = asdict(self)
+        for name in ("ambient_dims", "n_components", "dims", "samples", "methods"):
+            out[name] = list(out[name])
+        return out
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> SweepGrid:
+        """Build from :meth:`to_dict` output; unknown keys raise ValueError."""
+        names = {f.name for f in fields(cls)}
+        extra = sorted(set(data) - names)
+        if extra:
+            raise ValueError(f"SweepGrid: unknown fields {extra}; known: {sorted(names)}")
+        return cls(**data)
+
+
+def derive_seed(*parts: object) -> int:
+    """Stable 63-bit seed from a canonical string of ``parts`` via blake2b (spec section 7)."""
+    text = "molrg.sweeps|" + "|".join(repr(p) for p in parts)
+    digest = hashlib.blake2b(text.encode("utf-8"), digest_size=8).digest()
+    return int.from_bytes(digest, "big") & ((1 << 63) - 1)
+
+
+def trial_seed(grid: SweepGrid, cell: Cell, trial: int) -> int:
+    """Data seed of one trial from (sweep seed, n, K, d, samples, trial) (spec section 7)."""
+    return derive_seed(int(grid.seed), *(int(v) for v in cell), int(trial))
+
+
+@dataclass(frozen=True)
+class Chunk:
+    """A runnable, JSON-able piece of a sweep: ``cells`` x trials ``[trial_start, trial_stop)``."""
+
+    cells: tuple[Cell, ...]
+    trial_start: int
+    trial_stop: int
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "cells", tuple(Cell(*(int(v) for v in c)) for c in self.cells))
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-able dict; :meth:`from_dict` inverts it."""
+        return {"cells": [list(c) for c in self.cells], "trial_start": self.trial_start,
+                "trial_stop": self.trial_stop}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Chunk:
+        """Inverse of :meth:`to_dict`."""
+        return cls(tuple(Cell(*c) for c in data["cells"]), int(data["trial_start"]), int(data["trial_stop"]))
+
+    def units(self) -> list[tuple[Cell, int]]:
+        """The (cell, trial) pairs of this chunk."""
+        return [(c, t) for c in self.cells for t in range(self.trial_start, self.trial_stop)]
+
+
+def plan_chunks(grid: SweepGrid, max_fits_per_chunk: int = DEFAULT_MAX_FITS_PER_CHUNK) -> list[Chunk]:
+    """Cut the grid into chunks of at most ``max_fits_per_chunk`` fits (spec section 7).
+
+    Whole cells are packed together while they fit (so trials of equal shape batch together);
+    a cell larger than the budget is split into trial ranges. Every (cell, trial) lands in exactly
+    one chunk. A single fit larger than the budget still gets its own chunk.
+    """
+    grid.validate()
+    if max_fits_per_chunk < 1:
+        raise ValueError(f"max_fits_per_chunk={max_fits_per_chunk} must be >= 1")
+    chunks: list[Chunk] = []
+    pending: list[Cell] = []
+    pending_fits = 0
+    for cell in grid.cells():
+        per_trial = len(grid.methods_for(cell.n_components))
+        if per_trial == 0:
+            continue
+        cell_fits = per_trial * grid.trials
+        if cell_fits > max_fits_per_chunk:
+            step = max(1, max_fits_per_chunk // per_trial)
+            for start in range(0, grid.trials, step):
+                chunks.append(Chunk((cell,), start, min(grid.trials, start + step)))
+            continue
+        if pending_fits + cell_fits > max_fits_per_chunk:
+            chunks.append(Chunk(tuple(pending), 0, grid.trials))
+            pending, pending_fits = [], 0
+        pending.append(cell)
+        pending_fits += cell_fits
+    if pending:
+        chunks.append(Chunk(tuple(pending), 0, grid.trials))
+    return chunks
