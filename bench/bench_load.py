@@ -39,9 +39,9 @@ import sqlalchemy as sa
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from tests.reliability.faults import RedisServer, free_port  # noqa: E402
+from tests.db.dbfixtures import PG_ADMIN_URL, free_port  # noqa: E402
+from tests.reliability.faults import RedisServer  # noqa: E402
 
-PG_ADMIN_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
 FIT = {"n_components": 1, "dims": [3], "method": "pca"}
 
 

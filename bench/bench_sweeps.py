@@ -26,7 +26,8 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from tests.sweeps.stack import SweepStack, base_env, drop_database, port_open, postgres_redis_env  # noqa: E402
+from tests.db.dbfixtures import port_open  # noqa: E402
+from tests.sweeps.stack import SweepStack, base_env, drop_database, postgres_redis_env  # noqa: E402
 
 GRID = {"ambient_dim": 48, "n_components": 1, "dims": list(range(2, 9)), "samples": list(range(2, 16)),
         "methods": ["diffusion"], "seed": 0}

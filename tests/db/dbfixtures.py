@@ -1,4 +1,5 @@
-"""Database fixtures shared by tests/db and tests/workers: schema only via migrations.upgrade_head."""
+"""Database fixtures shared by the test packages (schema only via migrations.upgrade_head), and the local
+PostgreSQL/Redis addresses and port helpers."""
 
 import socket
 import uuid
@@ -27,6 +28,13 @@ def port_open(host: str, port: int) -> bool:
             return True
     except OSError:
         return False
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that is free right now."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
 
 
 def pg_available() -> bool:

@@ -2,7 +2,6 @@
 
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -14,24 +13,9 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.db.dbfixtures import claim_redis_db, release_redis_db
+from tests.db.dbfixtures import PG_ADMIN_URL, claim_redis_db, free_port, port_open, release_redis_db
 
 ROOT = Path(__file__).resolve().parents[2]
-PG_ADMIN_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
-
-
-def _port_open(host: str, port: int) -> bool:
-    try:
-        with socket.create_connection((host, port), timeout=1):
-            return True
-    except OSError:
-        return False
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @dataclass
@@ -57,7 +41,7 @@ class Stack:
 
 
 def _start(tmp: Path, backend: str, env_extra: dict[str, str]) -> Iterator[Stack]:
-    port = _free_port()
+    port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("MOLRG_")}
     env.update(env_extra)
     # Short reaper periods: a stale job is re-queued, a lost message re-published, within the test's waits.
@@ -115,7 +99,7 @@ def stack(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFacto
     tmp = tmp_path_factory.mktemp(backend.replace("+", "_"))
     env: dict[str, str] = {}
     if backend == "postgres+redis":
-        if not (_port_open("127.0.0.1", 5432) and _port_open("127.0.0.1", 6379)):
+        if not (port_open("127.0.0.1", 5432) and port_open("127.0.0.1", 6379)):
             pytest.skip("PostgreSQL at 127.0.0.1:5432 or Redis at 127.0.0.1:6379 not reachable")
         env = _postgres_env(tmp)
         try:

@@ -9,11 +9,7 @@ import threading
 import time
 from pathlib import Path
 
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+from tests.db.dbfixtures import free_port
 
 
 def wait_port(port: int, timeout: float = 10.0) -> None:

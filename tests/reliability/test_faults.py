@@ -21,12 +21,12 @@ from typing import Any
 import httpx
 import pytest
 
+from tests.db.dbfixtures import PG_ADMIN_URL, port_open
 from tests.reliability.faults import RedisServer, TcpProxy
-from tests.sweeps.stack import SweepStack, base_env, drop_database, port_open
+from tests.sweeps.stack import SweepStack, base_env, drop_database
 
 pytestmark = [pytest.mark.slow, pytest.mark.e2e]
 
-PG_ADMIN_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
 TIMINGS = {"MOLRG_HEARTBEAT_INTERVAL_S": "1", "MOLRG_REAP_INTERVAL_S": "1", "MOLRG_STALE_AFTER_S": "15",
            "MOLRG_REPUBLISH_AFTER_S": "4"}
 LONG_FIT = {"n_components": 2, "dims": [3, 3], "method": "diffusion", "seed": 0,

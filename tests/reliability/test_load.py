@@ -6,8 +6,8 @@ import shutil
 
 import pytest
 
-from tests.reliability.faults import free_port  # noqa: F401  (bench imports it too)
-from tests.sweeps.stack import ROOT, port_open
+from tests.db.dbfixtures import port_open
+from tests.sweeps.stack import ROOT
 
 pytestmark = [pytest.mark.slow, pytest.mark.e2e, pytest.mark.postgres]
 

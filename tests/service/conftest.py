@@ -2,7 +2,6 @@
 with the job queue replaced by a FakeQueue that records sends (and whether the job was committed)."""
 
 import shutil
-import socket
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -22,21 +21,7 @@ from service.deps import get_queue
 from service.main import create_app
 from service.queue import JobQueue, PendingTask
 from service.settings import ServiceSettings
-
-PG_ADMIN_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
-
-
-def _pg_reachable() -> str | None:
-    try:
-        with socket.create_connection(("127.0.0.1", 5432), timeout=1):
-            pass
-        eng = sa.create_engine(PG_ADMIN_URL)
-        with eng.connect():
-            pass
-        eng.dispose()
-        return None
-    except Exception as exc:  # pragma: no cover - depends on the machine
-        return f"PostgreSQL at 127.0.0.1:5432 unreachable ({exc.__class__.__name__})"
+from tests.db.dbfixtures import PG_ADMIN_URL, pg_available
 
 
 @pytest.fixture(scope="session")
@@ -49,7 +34,7 @@ def sqlite_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="session")
 def pg_database() -> Iterator[str]:
-    reason = _pg_reachable()
+    reason = None if pg_available() else "PostgreSQL at 127.0.0.1:5432 unreachable"
     if reason:
         pytest.skip(reason)
     name = f"molrg_svc_{uuid.uuid4().hex[:10]}"

@@ -2,7 +2,6 @@
 
 import os
 import signal
-import socket
 import stat
 import subprocess
 import sys
@@ -17,6 +16,7 @@ from fastapi.testclient import TestClient
 from service.cli import DEFAULT_MAX_TASKS_PER_CHILD, cli, worker_command, worker_env
 from service.main import create_app
 from service.settings import ServiceSettings
+from tests.db.dbfixtures import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -71,15 +71,9 @@ def test_worker_env_shares_the_cores(monkeypatch: pytest.MonkeyPatch) -> None:
     assert worker_env(settings, workers=2)["MOLRG_TORCH_THREADS"] == "3"
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 @pytest.mark.parametrize("api_workers", [1, 2])
 def test_up_without_worker_serves_and_stops(data_dir: Path, api_workers: int) -> None:
-    port = _free_port()
+    port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("MOLRG_")}
     proc = subprocess.Popen([sys.executable, "-m", "service.cli", "up", "--no-worker", "--port", str(port),
                              "--data-dir", str(data_dir), "--api-workers", str(api_workers)], cwd=ROOT, env=env,

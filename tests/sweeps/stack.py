@@ -3,7 +3,6 @@ Celery worker processes started (and SIGKILLed) here. Used by the sweep e2e test
 
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -15,26 +14,9 @@ from typing import Any
 import httpx
 
 from service.cli import DEFAULT_MAX_TASKS_PER_CHILD
+from tests.db.dbfixtures import PG_ADMIN_URL, REDIS_URL, free_port
 
 ROOT = Path(__file__).resolve().parents[2]
-PG_ADMIN_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
-REDIS_URL = "redis://127.0.0.1:6379"
-
-
-def port_open(host: str, port: int) -> bool:
-    try:
-        with socket.create_connection((host, port), timeout=1):
-            return True
-    except OSError:
-        return False
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 def postgres_redis_env(redis_db: int = 10) -> dict[str, str]:
     """A fresh PostgreSQL database and an emptied Redis db; MOLRG_* variables pointing at them."""
     import redis

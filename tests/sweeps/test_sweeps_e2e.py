@@ -10,7 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.sweeps.stack import SweepStack, base_env, drop_database, port_open, postgres_redis_env
+from tests.db.dbfixtures import port_open
+from tests.sweeps.stack import SweepStack, base_env, drop_database, postgres_redis_env
 from workers.plots import png_size
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
