@@ -46,7 +46,7 @@ def _inline(model: type[Any]) -> dict[str, Any]:
 
 
 JOB_READ_REF = {"$ref": "#/components/schemas/JobRead"}
-# OpenAPI 3.1 has `schema` of text/event-stream describe each event (3.2 moves that to `itemSchema`):
+# Before OpenAPI 3.2 (which adds `itemSchema`), tools read the `schema` of text/event-stream as ONE event:
 # an object with the event name, its numeric id and its JSON data. Schemathesis checks every event of
 # the stream against it, and the fuzz tests check each `data` against its `contentSchema`.
 EVENT_SCHEMA = {"oneOf": [
@@ -54,9 +54,11 @@ EVENT_SCHEMA = {"oneOf": [
     _event_item("progress", _inline(JobProgressEvent), "Progress or its detail changed."),
     _event_item("end", JOB_READ_REF, "The job is terminal (last event); data is the job."),
 ]}
-SSE: Responses = {200: {"content": {"text/event-stream": {"schema": EVENT_SCHEMA}},
-             "description": "A `retry:` line, then events `status`, `progress`, `end` (each: `id:`, `event:`, "
-                            "`data:` JSON) and `: keep-alive` comments; the stream ends with the job."}}
+SSE: Responses = {200: {
+    "content": {"text/event-stream": {"schema": EVENT_SCHEMA}},
+    "description": "A `retry:` line, then events `status`, `progress`, `end` (each: `id:`, `event:`, `data:` JSON) "
+                   "and `: keep-alive` comments; the stream ends with the job.",
+}}
 
 
 def _snapshot(maker: sessionmaker[Session], principal: Principal, job_id: uuid.UUID) -> dict[str, Any]:
