@@ -9,6 +9,7 @@ from typing import Any
 
 from fastapi import FastAPI
 
+from db.filesystem_broker import TRANSPORT as FILESYSTEM_TRANSPORT
 from db.session import make_engine, make_sessionmaker
 from service.docs import mount_docs
 from service.errors import register_exception_handlers
@@ -28,6 +29,8 @@ def make_celery_client(settings: ServiceSettings) -> Any:
     from celery import Celery
 
     client = Celery("molrg-api", broker=settings.broker_url, set_as_current=False)
+    if settings.is_filesystem_broker:
+        client.conf.broker_transport = FILESYSTEM_TRANSPORT  # atomic message files (db/filesystem_broker.py)
     client.conf.update(
         broker_transport_options=settings.broker_transport_options,
         task_ignore_result=True,

@@ -9,6 +9,7 @@ from celery import Celery
 from celery.signals import beat_init, celeryd_init, worker_init
 
 from db.enums import JobKind, task_name
+from db.filesystem_broker import TRANSPORT as FILESYSTEM_TRANSPORT
 from workers.settings import HARD_LIMIT_GRACE_S, WorkerSettings
 
 logger = logging.getLogger(__name__)
@@ -21,6 +22,8 @@ def make_celery(settings: WorkerSettings | None = None) -> Celery:
     """Build a configured Celery app; creating it connects to nothing."""
     settings = settings or WorkerSettings()
     app = Celery("molrg", broker=settings.broker_url, include=["workers.tasks", "workers.sweeps"])
+    if settings.broker_is_filesystem:
+        app.conf.broker_transport = FILESYSTEM_TRANSPORT  # atomic message files (db/filesystem_broker.py)
     job_tasks = [task_name(kind) for kind in JobKind]
     app.conf.update(
         broker_transport_options=settings.broker_transport_options(),
