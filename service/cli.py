@@ -2,7 +2,6 @@
 
 import os
 import signal
-import subprocess
 import sys
 from datetime import UTC, datetime
 from pathlib import Path
@@ -14,6 +13,7 @@ from db.models import ApiKey
 from db.session import make_engine, make_sessionmaker, session_scope
 from service.auth import create_api_key
 from service.settings import ServiceSettings
+from service.supervisor import WorkerSupervisor
 
 DEFAULT_KEY_NAME = "default"
 
@@ -85,19 +85,6 @@ def worker_env(settings: ServiceSettings, workers: int = 1) -> dict[str, str]:
     return env
 
 
-def stop_workers(procs: list[subprocess.Popen[bytes]], timeout: float = 30.0) -> None:
-    """Warm shutdown (SIGTERM), then SIGKILL whatever is left after ``timeout``."""
-    for proc in procs:
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGTERM)
-    for proc in procs:
-        try:
-            proc.wait(timeout=timeout)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-
-
 @click.group()
 def cli() -> None:
     """molrg: MoLRG diffusion-model job service."""
@@ -140,12 +127,10 @@ def up(host: str, port: int, data_dir: str | None, workers: int, no_worker: bool
         click.echo(f"created API key (also written to {key_file}, mode 0600):\n{key}")
     else:
         click.echo(f"API key: see {key_file}")
-    procs: list[subprocess.Popen[bytes]] = []
-    if not no_worker:
-        for i in range(workers):
-            # A subprocess: this process never imports workers, molrg or torch.
-            procs.append(subprocess.Popen(worker_command(settings, i, beat=i == 0, max_tasks_per_child=max_tasks_per_child),
-                                          env=worker_env(settings, workers), start_new_session=True))
+    # Worker subprocesses (this process never imports workers, molrg or torch), restarted if one exits.
+    commands = [] if no_worker else [
+        worker_command(settings, i, beat=i == 0, max_tasks_per_child=max_tasks_per_child) for i in range(workers)]
+    supervisor = WorkerSupervisor(commands, worker_env(settings, workers))
     click.echo(f"molrg API docs: http://{host}:{port}/docs")
     if api_workers > 1:
         # uvicorn's supervisor spawns the processes; each builds the app from the environment
@@ -154,7 +139,7 @@ def up(host: str, port: int, data_dir: str | None, workers: int, no_worker: bool
             uvicorn.run("service.main:create_app", factory=True, host=host, port=port, workers=api_workers,
                         log_level="info")
         finally:
-            stop_workers(procs)
+            supervisor.stop()
         return
     server = uvicorn.Server(uvicorn.Config(create_app(settings), host=host, port=port, log_level="info"))
     received: list[int] = []
@@ -165,7 +150,7 @@ def up(host: str, port: int, data_dir: str | None, workers: int, no_worker: bool
     try:
         server.run()
     finally:
-        stop_workers(procs)
+        supervisor.stop()
 
 
 @cli.group(name="api-key")
