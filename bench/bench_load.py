@@ -28,7 +28,6 @@ import subprocess
 import sys
 import tempfile
 import time
-import uuid
 from pathlib import Path
 from typing import Any
 
@@ -39,7 +38,7 @@ import sqlalchemy as sa
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from tests.db.dbfixtures import PG_ADMIN_URL, free_port  # noqa: E402
+from tests.db.dbfixtures import create_pg_database, drop_pg_database, free_port  # noqa: E402
 from tests.reliability.faults import RedisServer  # noqa: E402
 
 FIT = {"n_components": 1, "dims": [3], "method": "pca"}
@@ -64,12 +63,7 @@ class Service:
         data = Path(self.tmp.name)
         self.redis = RedisServer(data / "redis")
         self.redis.start()
-        self.dbname = f"molrg_load_{uuid.uuid4().hex[:8]}"
-        admin = sa.create_engine(PG_ADMIN_URL, isolation_level="AUTOCOMMIT")
-        with admin.connect() as conn:
-            conn.execute(sa.text(f'CREATE DATABASE "{self.dbname}"'))
-        admin.dispose()
-        self.database_url = f"postgresql+psycopg://postgres@127.0.0.1:5432/{self.dbname}"
+        self.database_url = create_pg_database("molrg_load", migrate=False)
         env = {k: v for k, v in os.environ.items() if not k.startswith("MOLRG_")}
         env |= {"MOLRG_DATABASE_URL": self.database_url, "MOLRG_BROKER_URL": self.redis.url}
         port = free_port()
@@ -112,10 +106,7 @@ class Service:
         if hasattr(self, "engine"):
             self.engine.dispose()
         self.redis.kill()
-        admin = sa.create_engine(PG_ADMIN_URL, isolation_level="AUTOCOMMIT")
-        with admin.connect() as conn:
-            conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{self.dbname}" WITH (FORCE)'))
-        admin.dispose()
+        drop_pg_database(self.database_url)
         self.tmp.cleanup()
 
 

@@ -26,8 +26,8 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from tests.db.dbfixtures import port_open  # noqa: E402
-from tests.sweeps.stack import SweepStack, base_env, drop_database, postgres_redis_env  # noqa: E402
+from tests.db.dbfixtures import drop_pg_database, port_open  # noqa: E402
+from tests.sweeps.stack import SweepStack, base_env, postgres_redis_env  # noqa: E402
 
 GRID = {"ambient_dim": 48, "n_components": 1, "dims": list(range(2, 9)), "samples": list(range(2, 16)),
         "methods": ["diffusion"], "seed": 0}
@@ -67,7 +67,7 @@ def run(n_workers: int, trials: int, chunk_fits: int, threads: int) -> dict[str,
         sweep = stack.client.get(f"/api/v1/sweeps/{job['sweep_id']}").raise_for_status().json()
     finally:
         stack.stop()
-        drop_database(extra["MOLRG_DATABASE_URL"])
+        drop_pg_database(extra["MOLRG_DATABASE_URL"])
     per_worker = Counter(c["worker"].split("@")[0] for c in sweep["chunks"] if c["worker"])
     (tr,) = sweep["transitions"]
     return {"workers": n_workers, "status": done["status"], "wall_s": round(wall, 1), "n_fits": job["n_fits"],

@@ -24,7 +24,8 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from tests.sweeps.stack import SweepStack, base_env, drop_database, postgres_redis_env  # noqa: E402
+from tests.db.dbfixtures import drop_pg_database  # noqa: E402
+from tests.sweeps.stack import SweepStack, base_env, postgres_redis_env  # noqa: E402
 
 PAPER = {"ambient_dim": 48, "dims": list(range(2, 9)), "samples": list(range(2, 16)),
          "samples_per": "component", "noise_std": 0.0, "orthogonal": True, "success_threshold": 0.5, "seed": 0}
@@ -109,7 +110,7 @@ def main() -> None:
     finally:
         stack.stop()
         if "MOLRG_DATABASE_URL" in extra:
-            drop_database(extra["MOLRG_DATABASE_URL"])
+            drop_pg_database(extra["MOLRG_DATABASE_URL"])
 
 
 if __name__ == "__main__":

@@ -81,15 +81,17 @@ def release_redis_db(url: str) -> None:
         client.close()
 
 
-def create_pg_database(prefix: str = "molrg_t") -> str:
-    """A fresh PostgreSQL database migrated to head; returns its URL."""
+def create_pg_database(prefix: str = "molrg_t", migrate: bool = True) -> str:
+    """A fresh PostgreSQL database, migrated to head unless ``migrate`` is False (``molrg up`` migrates
+    it itself); returns its URL."""
     name = f"{prefix}_{uuid.uuid4().hex[:10]}"
     admin = sa.create_engine(PG_ADMIN_URL, isolation_level="AUTOCOMMIT")
     with admin.connect() as conn:
         conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
     admin.dispose()
     url = f"postgresql+psycopg://postgres@127.0.0.1:5432/{name}"
-    upgrade_head(url)
+    if migrate:
+        upgrade_head(url)
     return url
 
 

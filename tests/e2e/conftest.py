@@ -5,7 +5,6 @@ import signal
 import subprocess
 import sys
 import time
-import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -13,7 +12,14 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.db.dbfixtures import PG_ADMIN_URL, claim_redis_db, free_port, port_open, release_redis_db
+from tests.db.dbfixtures import (
+    claim_redis_db,
+    create_pg_database,
+    drop_pg_database,
+    free_port,
+    port_open,
+    release_redis_db,
+)
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -82,15 +88,7 @@ def _start(tmp: Path, backend: str, env_extra: dict[str, str]) -> Iterator[Stack
 
 
 def _postgres_env(tmp: Path) -> dict[str, str]:
-    import sqlalchemy as sa
-
-    name = f"molrg_e2e_{uuid.uuid4().hex[:8]}"
-    admin = sa.create_engine(PG_ADMIN_URL, isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
-    admin.dispose()
-    return {"MOLRG_DATABASE_URL": f"postgresql+psycopg://postgres@127.0.0.1:5432/{name}",
-            "MOLRG_BROKER_URL": claim_redis_db()}
+    return {"MOLRG_DATABASE_URL": create_pg_database("molrg_e2e", migrate=False), "MOLRG_BROKER_URL": claim_redis_db()}
 
 
 @pytest.fixture(scope="session", params=["embedded", "postgres+redis"])
@@ -106,5 +104,6 @@ def stack(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFacto
             yield from _start(tmp, backend, env)
         finally:
             release_redis_db(env["MOLRG_BROKER_URL"])
+            drop_pg_database(env["MOLRG_DATABASE_URL"])
         return
     yield from _start(tmp, backend, env)

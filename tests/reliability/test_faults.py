@@ -13,7 +13,6 @@ with transient faults only, ``succeeded`` with its model.
 import os
 import signal
 import time
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -21,9 +20,9 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.db.dbfixtures import PG_ADMIN_URL, port_open
+from tests.db.dbfixtures import create_pg_database, drop_pg_database, port_open
 from tests.reliability.faults import RedisServer, TcpProxy
-from tests.sweeps.stack import SweepStack, base_env, drop_database
+from tests.sweeps.stack import SweepStack, base_env
 
 pytestmark = [pytest.mark.slow, pytest.mark.e2e]
 
@@ -39,16 +38,9 @@ PROBLEM = "application/problem+json"
 def pg_url() -> Iterator[str]:
     if not port_open("127.0.0.1", 5432):
         pytest.skip("PostgreSQL at 127.0.0.1:5432 not reachable")
-    import sqlalchemy as sa
-
-    name = f"molrg_rel_{uuid.uuid4().hex[:8]}"
-    admin = sa.create_engine(PG_ADMIN_URL, isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
-    admin.dispose()
-    url = f"postgresql+psycopg://postgres@127.0.0.1:5432/{name}"
+    url = create_pg_database("molrg_rel", migrate=False)
     yield url
-    drop_database(url)
+    drop_pg_database(url)
 
 
 @pytest.fixture

@@ -21,7 +21,7 @@ from service.deps import get_queue
 from service.main import create_app
 from service.queue import JobQueue, PendingTask
 from service.settings import ServiceSettings
-from tests.db.dbfixtures import PG_ADMIN_URL, pg_available
+from tests.db.dbfixtures import create_pg_database, drop_pg_database, pg_available
 
 
 @pytest.fixture(scope="session")
@@ -37,16 +37,9 @@ def pg_database() -> Iterator[str]:
     reason = None if pg_available() else "PostgreSQL at 127.0.0.1:5432 unreachable"
     if reason:
         pytest.skip(reason)
-    name = f"molrg_svc_{uuid.uuid4().hex[:10]}"
-    admin = sa.create_engine(PG_ADMIN_URL, isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
-    url = f"postgresql+psycopg://postgres@127.0.0.1:5432/{name}"
-    upgrade_head(url)
+    url = create_pg_database("molrg_svc")
     yield url
-    with admin.connect() as conn:
-        conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-    admin.dispose()
+    drop_pg_database(url)
 
 
 @pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])

@@ -6,7 +6,6 @@ import signal
 import subprocess
 import sys
 import time
-import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -14,31 +13,16 @@ from typing import Any
 import httpx
 
 from service.cli import DEFAULT_MAX_TASKS_PER_CHILD
-from tests.db.dbfixtures import PG_ADMIN_URL, REDIS_URL, free_port
+from tests.db.dbfixtures import REDIS_URL, create_pg_database, free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 def postgres_redis_env(redis_db: int = 10) -> dict[str, str]:
     """A fresh PostgreSQL database and an emptied Redis db; MOLRG_* variables pointing at them."""
     import redis
-    import sqlalchemy as sa
 
-    name = f"molrg_sw_{uuid.uuid4().hex[:8]}"
-    admin = sa.create_engine(PG_ADMIN_URL, isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
-    admin.dispose()
     broker = f"{REDIS_URL}/{redis_db}"
     redis.Redis.from_url(broker).flushdb()
-    return {"MOLRG_DATABASE_URL": f"postgresql+psycopg://postgres@127.0.0.1:5432/{name}", "MOLRG_BROKER_URL": broker}
-
-
-def drop_database(url: str) -> None:
-    import sqlalchemy as sa
-
-    admin = sa.create_engine(PG_ADMIN_URL, isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{url.rsplit("/", 1)[1]}" WITH (FORCE)'))
-    admin.dispose()
+    return {"MOLRG_DATABASE_URL": create_pg_database("molrg_sw", migrate=False), "MOLRG_BROKER_URL": broker}
 
 
 @dataclass

@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.db.dbfixtures import port_open
-from tests.sweeps.stack import SweepStack, base_env, drop_database, postgres_redis_env
+from tests.db.dbfixtures import drop_pg_database, port_open
+from tests.sweeps.stack import SweepStack, base_env, postgres_redis_env
 from workers.plots import png_size
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
@@ -31,7 +31,7 @@ def _stack(backend: str, tmp_path: Path) -> Iterator[SweepStack]:
     finally:
         stack.stop()
         if "MOLRG_DATABASE_URL" in extra:
-            drop_database(extra["MOLRG_DATABASE_URL"])
+            drop_pg_database(extra["MOLRG_DATABASE_URL"])
 
 
 def _pg_redis() -> bool:
