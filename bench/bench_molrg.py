@@ -24,10 +24,10 @@ from typing import Any
 
 import torch
 
-from molrg.data import sample_molrg_batch
-from molrg.fitting import fit_batched
-from molrg.grid import SweepGrid
-from molrg.sweeps import run_sweep
+from molrg.data.synthetic import sample_molrg_batch
+from molrg.lowrank.fitting import fit_batched
+from molrg.sweeps.grid import SweepGrid
+from molrg.sweeps.run import run_sweep
 
 PAPER = {"ambient_dims": [48], "dims": list(range(2, 9)), "samples": list(range(2, 16))}
 DIFF_OPTS = {"steps": 2000, "retraction": "polar"}

@@ -5,7 +5,7 @@
 
 Grid (spec section 7): n = 48, d in 2..8, N (K = 1) or N_k (K = 2) in 2..15, 20 trials per cell.
 One sweep per (K, method) so each method's wall-clock is its own: K = 1 with pca and diffusion,
-K = 2 with subspace_clustering and diffusion (default options of molrg.fitting). Wall-clock is from
+K = 2 with subspace_clustering and diffusion (default options of molrg.lowrank.fitting). Wall-clock is from
 POST /api/v1/sweeps to the job's ``succeeded`` as seen by polling, so it includes queueing, chunk
 hand-out and the final report. The CPU may be shared with other processes: the load is printed.
 """

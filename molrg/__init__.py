@@ -11,24 +11,24 @@ __version__ = "0.1.0"
 
 _EXPORTS = {
     # data (spec section 1)
-    "make_molrg": "molrg.data",
-    "MoLRGData": "molrg.data",
-    "sample_molrg_batch": "molrg.data",
+    "make_molrg": "molrg.data.synthetic",
+    "MoLRGData": "molrg.data.synthetic",
+    "sample_molrg_batch": "molrg.data.synthetic",
     # metrics (section 6)
-    "recovery_error": "molrg.metrics",
-    "principal_angles": "molrg.metrics",
+    "recovery_error": "molrg.analysis.metrics",
+    "principal_angles": "molrg.analysis.metrics",
     # the estimator facade (sections 3-5, 8)
-    "MoLRGDiffusion": "molrg.estimator",
-    "FitProgress": "molrg.fitting",
-    "fit_batched": "molrg.fitting",
+    "MoLRGDiffusion": "molrg.lowrank.estimator",
+    "FitProgress": "molrg.lowrank.fitting",
+    "fit_batched": "molrg.lowrank.fitting",
     # exact denoiser (section 3)
-    "posterior_mean": "molrg.analytic",
-    "exact_denoiser": "molrg.analytic",
+    "posterior_mean": "molrg.lowrank.analytic",
+    "exact_denoiser": "molrg.lowrank.analytic",
     # sampling (section 8)
-    "sample": "molrg.sampling",
+    "sample": "molrg.sampling.samplers",
     # sweeps (section 7)
-    "run_sweep": "molrg.sweeps",
-    "SweepGrid": "molrg.grid",
+    "run_sweep": "molrg.sweeps.run",
+    "SweepGrid": "molrg.sweeps.grid",
 }
 
 __all__ = sorted(_EXPORTS) + ["__version__"]

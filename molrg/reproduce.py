@@ -21,9 +21,9 @@ from typing import Any, TypedDict
 
 import torch
 
-from molrg.grid import SweepGrid
-from molrg.sweeps import run_sweep
-from molrg.transition import SweepReport, format_table
+from molrg.sweeps.grid import SweepGrid
+from molrg.sweeps.run import run_sweep
+from molrg.sweeps.transition import SweepReport, format_table
 
 __all__ = ["Experiment", "default_diffusion_variant", "main", "paper_grids", "sampling_check"]
 
@@ -91,12 +91,12 @@ def sampling_check(
     n_samples: int = 500, seed: int = 0, device: str | None = None,
 ) -> dict[str, Any]:
     """Fit with N_k >= d + 1, sample with Heun, diagnose against the truth (spec section 8)."""
-    from molrg.analytic import exact_denoiser
-    from molrg.data import make_molrg
-    from molrg.diagnostics import sample_diagnostics
-    from molrg.fitting import fit_batched
-    from molrg.metrics import recovery_error
-    from molrg.sampling import sample
+    from molrg.analysis.diagnostics import sample_diagnostics
+    from molrg.analysis.metrics import recovery_error
+    from molrg.data.synthetic import make_molrg
+    from molrg.lowrank.analytic import exact_denoiser
+    from molrg.lowrank.fitting import fit_batched
+    from molrg.sampling.samplers import sample
 
     data = make_molrg(ambient_dim, [d] * n_components, samples_per_component=samples_per_component,
                       seed=seed, device=device)
@@ -120,8 +120,8 @@ def sampling_check(
 
 def default_diffusion_variant(n_components: int, options: dict[str, Any] | None = None) -> dict[str, Any]:
     """The diffusion variant fit_batched picks for K components (model, init, restarts, ...) (spec section 5)."""
-    from molrg.data import make_molrg
-    from molrg.fitting import fit_batched
+    from molrg.data.synthetic import make_molrg
+    from molrg.lowrank.fitting import fit_batched
 
     data = make_molrg(12, [2] * n_components, samples_per_component=3, seed=0)
     fit = fit_batched(data.X[None], [2] * n_components, "diffusion", **{**(options or {}), "steps": 1})

@@ -1,6 +1,6 @@
 """Sweep request/response models and the sweep's edge validation (grid size in plain Python, no torch).
 
-The rules mirror ``molrg.grid.SweepGrid.validate`` so a sweep the API accepts never fails in the
+The rules mirror ``molrg.sweeps.grid.SweepGrid.validate`` so a sweep the API accepts never fails in the
 worker: ``pca`` fits one subspace, so it runs on the K = 1 cells of a grid (and is refused when the
 grid has none); orthogonal subspaces need ``K * d <= n``; ``d < n``.
 """

@@ -43,7 +43,7 @@ def _choice(*allowed: str) -> Check:
     return check
 
 
-# Known options per method, mirroring molrg.fitting (which the API must not import): names and choices.
+# Known options per method, mirroring molrg.lowrank.fitting (which the API must not import): names and choices.
 FIT_OPTIONS: dict[str, dict[str, Check]] = {
     "diffusion": {
         "model": _choice("auto", "linear", "hardmax", "softmax"),

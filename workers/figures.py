@@ -202,7 +202,7 @@ def fit_figures(est: Any, X: np.ndarray, history: Sequence[float], method: str, 
     """The figures of a fit job; a figure that fails is logged and left out (never fails the job)."""
     import torch
 
-    from molrg.jacobian import jacobian_rank_along_trajectory
+    from molrg.analysis.jacobian import jacobian_rank_along_trajectory
 
     out: list[Figure] = []
     bases = [np.asarray(U.detach().cpu().double().numpy() if hasattr(U, "detach") else U) for U in est.bases_]
@@ -216,7 +216,7 @@ def fit_figures(est: Any, X: np.ndarray, history: Sequence[float], method: str, 
         return projection_png(X[:2000], S, bases)
 
     def jacobian() -> Figure:
-        from molrg.analytic import exact_denoiser
+        from molrg.lowrank.analytic import exact_denoiser
 
         den = exact_denoiser([torch.as_tensor(U, dtype=torch.float64) for U in bases], list(est.weights_))
         res = jacobian_rank_along_trajectory(den, X.shape[1], seed=seed, n_samples=2, steps=12)
@@ -238,7 +238,7 @@ def sample_figures(samples: np.ndarray, X: np.ndarray, bases: Sequence[np.ndarra
     out: list[Figure] = []
     try:
         out.append(grid_png(samples, X))
-        from molrg.editing import edit_along_basis
+        from molrg.analysis.editing import edit_along_basis
 
         def edit(x: np.ndarray, U: np.ndarray, j: int, amounts: Sequence[float]) -> np.ndarray:
             import torch

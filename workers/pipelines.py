@@ -24,8 +24,8 @@ from db import jobs
 from db.enums import JobKind
 from db.models import Dataset, FittedModel, MetricPoint, Plot, SampleSet
 from db.session import session_scope
+from molrg.analysis.metrics import explained_energy, recovery_report, subspace_clustering_objective
 from molrg.bases import pad_bases
-from molrg.metrics import explained_energy, recovery_report, subspace_clustering_objective
 from workers import codec, figures
 from workers.heartbeat import Heartbeat
 from workers.settings import WorkerSettings
@@ -222,7 +222,7 @@ def run_fit(maker: sessionmaker[Session], claim: jobs.Claim, device: torch.devic
 
 def run_sample(maker: sessionmaker[Session], claim: jobs.Claim, device: torch.device, hb: Heartbeat) -> Outcome:
     """Draw samples from a fitted model; store them with their diagnostics."""
-    from molrg.diagnostics import sample_diagnostics
+    from molrg.analysis.diagnostics import sample_diagnostics
 
     params = codec.sample_params(claim.params)
     model_id = _as_uuid(params.model_id, "model_id")

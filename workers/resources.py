@@ -88,15 +88,15 @@ def torch_threads(n: int) -> Iterator[None]:
 PRELOAD_MODULES = (
     "torch._refs",
     "torch.fx.experimental.symbolic_shapes",
-    "molrg.estimator",
-    "molrg.fitting",
-    "molrg.diagnostics",
-    "molrg.sampling",
-    "molrg.analytic",
-    "molrg.metrics",
+    "molrg.lowrank.estimator",
+    "molrg.lowrank.fitting",
+    "molrg.analysis.diagnostics",
+    "molrg.sampling.samplers",
+    "molrg.lowrank.analytic",
+    "molrg.analysis.metrics",
     # Figures are rendered after each job (workers/figures.py): import them once, not per child.
-    "molrg.jacobian",
-    "molrg.editing",
+    "molrg.analysis.jacobian",
+    "molrg.analysis.editing",
     "workers.figures",
 )
 

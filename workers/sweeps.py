@@ -1,12 +1,12 @@
 """Sweep fan-out: ``molrg.sweep`` plans a sweep job into chunk rows and publishes one
-``molrg.sweep_chunk`` per chunk; any worker runs a chunk with :func:`molrg.sweeps.run_chunk`.
+``molrg.sweep_chunk`` per chunk; any worker runs a chunk with :func:`molrg.sweeps.run.run_chunk`.
 
 * Planning is idempotent (chunk rows keyed by (sweep, index)); a redelivered plan re-publishes only
   the chunks still pending.
 * A chunk is claimed conditionally (``pending -> running``, attempts+1), heartbeats on its own row
   (and keeps its sweep job alive), and stores its trials + ``done`` + progress in ONE transaction;
   trials are keyed by their grid position, so a re-run chunk never duplicates one.
-* The run that completes the last chunk summarises every stored trial (``molrg.sweeps.summarise``),
+* The run that completes the last chunk summarises every stored trial (``molrg.sweeps.run.summarise``),
   renders the heatmaps and closes the job with ``result.sweep_id``. Earlier chunks store a partial
   report, so results are readable while the sweep runs.
 * Cancel: a chunk sees the job's cancel flag at claim or heartbeat, stops, and the chunks not yet
@@ -34,8 +34,8 @@ from db import sweeps as store
 from db.enums import JobKind
 from db.models import Sweep, SweepChunk
 from db.session import session_scope
-from molrg.grid import Chunk, SweepGrid, plan_chunks
-from molrg.sweeps import SweepProgress, TrialResult, run_chunk, summarise
+from molrg.sweeps.grid import Chunk, SweepGrid, plan_chunks
+from molrg.sweeps.run import SweepProgress, TrialResult, run_chunk, summarise
 from workers import plots, resources
 from workers.celery_app import app, app_settings
 from workers.pipelines import TRANSIENT_ERRORS

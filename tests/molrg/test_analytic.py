@@ -5,10 +5,10 @@ import math
 import pytest
 import torch
 
-from molrg.analytic import exact_denoiser, posterior_mean, responsibilities, score
 from molrg.bases import pad_bases
-from molrg.data import make_molrg
-from molrg.schedules import VPSchedule
+from molrg.data.synthetic import make_molrg
+from molrg.lowrank.analytic import exact_denoiser, posterior_mean, responsibilities, score
+from molrg.sampling.schedules import VPSchedule
 
 F64 = torch.float64
 

@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from molrg.bases import unpad_bases
-from molrg.data import component_counts, make_molrg, sample_molrg_batch, validate_spec
+from molrg.data.synthetic import component_counts, make_molrg, sample_molrg_batch, validate_spec
 
 F64 = torch.float64
 

@@ -5,9 +5,9 @@ import json
 import pytest
 import torch
 
+from molrg.analysis.diagnostics import memorisation_ratio, off_subspace_residual, sample_diagnostics
 from molrg.bases import pad_bases
-from molrg.data import make_molrg
-from molrg.diagnostics import memorisation_ratio, off_subspace_residual, sample_diagnostics
+from molrg.data.synthetic import make_molrg
 
 
 @pytest.fixture(scope="module")

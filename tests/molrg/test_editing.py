@@ -3,8 +3,8 @@
 import pytest
 import torch
 
-from molrg.data import make_molrg
-from molrg.editing import edit_along_basis, edit_effects, random_direction_edit
+from molrg.analysis.editing import edit_along_basis, edit_effects, random_direction_edit
+from molrg.data.synthetic import make_molrg
 
 
 def test_basis_edit_changes_one_coordinate_random_edit_leaves_subspace():

@@ -4,9 +4,9 @@ import numpy as np
 import pytest
 import torch
 
-from molrg.data import make_molrg
-from molrg.estimator import MoLRGDiffusion, NotFittedError
-from molrg.metrics import recovery_error
+from molrg.analysis.metrics import recovery_error
+from molrg.data.synthetic import make_molrg
+from molrg.lowrank.estimator import MoLRGDiffusion, NotFittedError
 
 
 def _residual(x: torch.Tensor, bases: list[torch.Tensor]) -> torch.Tensor:

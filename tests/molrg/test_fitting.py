@@ -3,10 +3,10 @@
 import pytest
 import torch
 
-from molrg.data import sample_molrg_batch
-from molrg.fitting import FitProgress, fit_batched
-from molrg.metrics import matched_errors
-from molrg.pca import pca_bases
+from molrg.analysis.metrics import matched_errors
+from molrg.data.synthetic import sample_molrg_batch
+from molrg.lowrank.fitting import FitProgress, fit_batched
+from molrg.lowrank.pca import pca_bases
 
 
 def test_k1_exact_loss_training_reaches_pca_subspace():

@@ -3,9 +3,14 @@
 import pytest
 import torch
 
-from molrg.analytic import exact_denoiser
-from molrg.data import make_molrg
-from molrg.jacobian import denoiser_jacobian, jacobian_rank, jacobian_rank_along_trajectory, numerical_rank
+from molrg.analysis.jacobian import (
+    denoiser_jacobian,
+    jacobian_rank,
+    jacobian_rank_along_trajectory,
+    numerical_rank,
+)
+from molrg.data.synthetic import make_molrg
+from molrg.lowrank.analytic import exact_denoiser
 
 
 @pytest.fixture(scope="module")

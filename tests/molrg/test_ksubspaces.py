@@ -2,10 +2,10 @@
 
 import torch
 
-from molrg.data import sample_molrg_batch
-from molrg.fitting import fit_batched
-from molrg.ksubspaces import k_subspaces
-from molrg.metrics import matched_errors, subspace_clustering_objective
+from molrg.analysis.metrics import matched_errors, subspace_clustering_objective
+from molrg.data.synthetic import sample_molrg_batch
+from molrg.lowrank.fitting import fit_batched
+from molrg.lowrank.ksubspaces import k_subspaces
 
 
 def test_recovers_k2_d3():

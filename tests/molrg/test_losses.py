@@ -6,14 +6,14 @@ import pytest
 import torch
 
 from molrg.bases import column_mask
-from molrg.losses import (
+from molrg.lowrank.losses import (
     hardmax_loss_and_grad,
     key_identity_loss,
     loss_coefficients,
     softmax_mc_loss,
     time_quadrature,
 )
-from molrg.stiefel import random_stiefel
+from molrg.lowrank.stiefel import random_stiefel
 
 
 def test_key_identity_matches_monte_carlo():

@@ -6,9 +6,7 @@ import math
 import pytest
 import torch
 
-from molrg.bases import pad_bases
-from molrg.data import make_molrg, sample_molrg_batch
-from molrg.metrics import (
+from molrg.analysis.metrics import (
     assign_components,
     cluster_sizes,
     component_errors,
@@ -23,6 +21,8 @@ from molrg.metrics import (
     subspace_clustering_objective,
     success,
 )
+from molrg.bases import pad_bases
+from molrg.data.synthetic import make_molrg, sample_molrg_batch
 
 F64 = torch.float64
 

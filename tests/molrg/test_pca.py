@@ -2,10 +2,10 @@
 
 import torch
 
-from molrg.data import sample_molrg_batch
-from molrg.fitting import fit_batched
-from molrg.metrics import matched_errors
-from molrg.pca import pca_bases
+from molrg.analysis.metrics import matched_errors
+from molrg.data.synthetic import sample_molrg_batch
+from molrg.lowrank.fitting import fit_batched
+from molrg.lowrank.pca import pca_bases
 
 
 def test_pca_recovers_with_enough_samples_and_fails_below_d():

@@ -4,12 +4,12 @@ import pytest
 import torch
 from scipy import stats
 
-from molrg.analytic import exact_denoiser
+from molrg.analysis.metrics import assign_components
 from molrg.bases import pad_bases
-from molrg.data import make_molrg
-from molrg.metrics import assign_components
-from molrg.sampling import initial_noise, sample, sample_ddim, sample_heun
-from molrg.schedules import get_sigmas_karras
+from molrg.data.synthetic import make_molrg
+from molrg.lowrank.analytic import exact_denoiser
+from molrg.sampling.samplers import initial_noise, sample, sample_ddim, sample_heun
+from molrg.sampling.schedules import get_sigmas_karras
 
 PI = [0.7, 0.3]
 

@@ -6,7 +6,7 @@ import pytest
 import torch
 from scipy import integrate
 
-from molrg.schedules import EDMSchedule, VESchedule, VPSchedule, get_schedule, get_sigmas_karras
+from molrg.sampling.schedules import EDMSchedule, VESchedule, VPSchedule, get_schedule, get_sigmas_karras
 
 
 def test_vp_matches_numerical_integral_and_inverts():

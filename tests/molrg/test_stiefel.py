@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from molrg.bases import column_mask
-from molrg.stiefel import StiefelOptimizer, random_stiefel, retract, tangent_project
+from molrg.lowrank.stiefel import StiefelOptimizer, random_stiefel, retract, tangent_project
 
 DIMS = [3, 2]
 

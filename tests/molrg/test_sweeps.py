@@ -6,8 +6,8 @@ from types import SimpleNamespace
 import pytest
 import torch
 
-from molrg.grid import Cell, Chunk, SweepGrid, derive_seed, plan_chunks, trial_seed
-from molrg.sweeps import TrialResult, merge, run_chunk, run_sweep, summarise
+from molrg.sweeps.grid import Cell, Chunk, SweepGrid, derive_seed, plan_chunks, trial_seed
+from molrg.sweeps.run import TrialResult, merge, run_chunk, run_sweep, summarise
 
 
 def tiny_pca(X, dims, method, *, seed=0, device=None, callback=None, **options):

@@ -6,7 +6,7 @@ from types import SimpleNamespace
 
 import pytest
 
-from molrg.transition import (
+from molrg.sweeps.transition import (
     SweepReport,
     build_report,
     first_crossing,

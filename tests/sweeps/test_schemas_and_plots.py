@@ -5,7 +5,7 @@ import io
 import matplotlib.image
 import pytest
 
-from molrg.grid import SweepGrid, plan_chunks
+from molrg.sweeps.grid import SweepGrid, plan_chunks
 from service.sweep_schemas import SweepCreate
 from workers import plots
 from workers.sweeps import _chunk_n_fits, grid_from_spec

@@ -16,9 +16,10 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from molrg.analysis.metrics import subspace_clustering_objective
 from molrg.bases import column_mask
-from molrg.ksubspaces import k_subspaces, seed_bases, valid_rows
-from molrg.losses import (
+from molrg.lowrank.ksubspaces import k_subspaces, seed_bases, valid_rows
+from molrg.lowrank.losses import (
     SCHEDULES,
     WEIGHTINGS,
     hardmax_loss_and_grad,
@@ -26,9 +27,8 @@ from molrg.losses import (
     row_weights,
     softmax_mc_loss,
 )
-from molrg.metrics import subspace_clustering_objective
-from molrg.pca import pca_bases
-from molrg.stiefel import OPTIMIZERS, RETRACTIONS, StiefelOptimizer, random_stiefel
+from molrg.lowrank.pca import pca_bases
+from molrg.lowrank.stiefel import OPTIMIZERS, RETRACTIONS, StiefelOptimizer, random_stiefel
 
 METHODS = ("pca", "subspace_clustering", "diffusion")
 MODELS = ("auto", "linear", "hardmax", "softmax")

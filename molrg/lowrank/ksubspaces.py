@@ -15,7 +15,7 @@ import torch
 from torch import Tensor
 
 from molrg.bases import column_mask
-from molrg.stiefel import random_stiefel, retract_qr
+from molrg.lowrank.stiefel import random_stiefel, retract_qr
 
 INITS = ("data", "random")
 

@@ -1,13 +1,13 @@
 """Sample-complexity sweep grid and its deterministic plan: cells, seeds, chunks (spec section 7).
 
 A sweep is a grid of cells ``(ambient_dim n, K, d, samples)`` with ``trials`` independent trials
-each; running and summarising them lives in :mod:`molrg.sweeps`.
+each; running and summarising them lives in :mod:`molrg.sweeps.run`.
 
 * Seeds: trial seeds come from a stable hash (blake2b) of ``(sweep seed, n, K, d, samples, trial)``,
   never from Python's ``hash()`` or from the position in a batch, so a trial gives the same result
   whichever chunk, batch or machine ran it.
 * Chunks: :func:`plan_chunks` cuts the grid into JSON-able :class:`Chunk` s (cells x trial range)
-  that run separately (:func:`molrg.sweeps.run_chunk`); every (cell, trial) lands in exactly one
+  that run separately (:func:`molrg.sweeps.run.run_chunk`); every (cell, trial) lands in exactly one
   chunk.
 * ``pca`` is only defined for K = 1: for K >= 2 cells it is *skipped* (not an error), so one grid
   can hold K = 1 and K = 2 with ``methods=["pca", "diffusion"]``; a grid where some method applies

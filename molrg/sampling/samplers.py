@@ -2,7 +2,7 @@
 
 k-diffusion-style stateless functions ``sampler(denoiser, x, sigmas, *, generator, callback)``:
 ``x`` is the initial noise at ``sigmas[0]``, ``sigmas`` a decreasing grid ending in 0 (see
-:func:`molrg.schedules.get_sigmas_karras`). The state is float64 (as in EDM); the denoiser receives
+:func:`molrg.sampling.schedules.get_sigmas_karras`). The state is float64 (as in EDM); the denoiser receives
 float64 ``x`` of shape (M, n) and float64 ``sigma`` of shape (M,), and its output is cast back to
 float64. A model trained with a VP schedule is used through ``sigma = gamma_t / s_t``, ``x / s_t``.
 
@@ -19,7 +19,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from molrg.schedules import get_sigmas_karras
+from molrg.sampling.schedules import get_sigmas_karras
 
 __all__ = [
     "SAMPLERS",

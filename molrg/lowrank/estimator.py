@@ -1,4 +1,4 @@
-"""sklearn-style facade over :func:`molrg.fitting.fit_batched` (spec sections 3, 5, 8)."""
+"""sklearn-style facade over :func:`molrg.lowrank.fitting.fit_batched` (spec sections 3, 5, 8)."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import torch
 from torch import Tensor
 
 from molrg.bases import pad_bases, unpad_bases
-from molrg.fitting import METHODS, Callback, fit_batched
+from molrg.lowrank.fitting import METHODS, Callback, fit_batched
 
 
 class NotFittedError(ValueError, RuntimeError):
@@ -27,7 +27,7 @@ class MoLRGDiffusion:
     method : "diffusion" | "pca" | "subspace_clustering"
     seed : seed of the fit's torch.Generator
     device : torch device for fitting
-    options : forwarded to :func:`molrg.fitting.fit_batched` (validated there at fit time)
+    options : forwarded to :func:`molrg.lowrank.fitting.fit_batched` (validated there at fit time)
     """
 
     def __init__(
@@ -90,7 +90,7 @@ class MoLRGDiffusion:
         if self.method == "pca" or (self.method == "diffusion" and len(dims) == 1):
             self.weights_ = [1.0]
         self.loss_history_ = [] if res.loss_history is None else [float(v) for v in res.loss_history[0]]
-        from molrg.metrics import explained_energy
+        from molrg.analysis.metrics import explained_energy
 
         self.objectives_ = {
             "diffusion_loss": float(res.diffusion_loss[0]),
@@ -125,7 +125,7 @@ class MoLRGDiffusion:
             raise NotFittedError("This MoLRGDiffusion instance is not fitted yet; call fit(X) or from_bases(...)")
 
     def _denoiser(self):
-        from molrg.analytic import exact_denoiser
+        from molrg.lowrank.analytic import exact_denoiser
 
         return exact_denoiser(self.bases_, self.weights_)
 
@@ -137,7 +137,7 @@ class MoLRGDiffusion:
             raise ValueError(f"x_t: expected shape (M, {self.n_features_in_}), got {tuple(x.shape)}")
         if not x.is_floating_point():
             x = x.to(torch.float64)
-        from molrg.analytic import posterior_mean
+        from molrg.lowrank.analytic import posterior_mean
 
         U = pad_bases([B.to(dtype=x.dtype, device=x.device) for B in self.bases_])
         log_pi = torch.log(torch.as_tensor(self.weights_, dtype=x.dtype, device=x.device).clamp_min(1e-300))
@@ -152,7 +152,7 @@ class MoLRGDiffusion:
         it stops sampling.
         """
         self._check_fitted()
-        from molrg.sampling import sample
+        from molrg.sampling.samplers import sample
 
         return sample(self._denoiser(), int(n_samples), self.n_features_in_, sampler=sampler, steps=steps,
                       seed=int(seed), device=self.bases_[0].device, callback=callback)

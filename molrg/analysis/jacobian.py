@@ -17,8 +17,8 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from molrg.sampling import initial_noise, sample_heun
-from molrg.schedules import get_sigmas_karras
+from molrg.sampling.samplers import initial_noise, sample_heun
+from molrg.sampling.schedules import get_sigmas_karras
 
 __all__ = [
     "denoiser_jacobian",

@@ -157,7 +157,7 @@ def fit_line(x: Sequence[float], y: Sequence[float | None]) -> LinearFit | None:
 
 
 class TrialLike(Protocol):
-    """The fields of ``molrg.sweeps.TrialResult`` that a report reads (read-only, so frozen dataclasses match)."""
+    """The fields of ``molrg.sweeps.run.TrialResult`` that a report reads (read-only, so frozen dataclasses match)."""
 
     @property
     def ambient_dim(self) -> int: ...

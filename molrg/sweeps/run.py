@@ -2,14 +2,14 @@
 
 One trial = generate MoLRG data -> fit with every method -> measure the recovery error. All methods
 of a trial see the same data, so they compare side by side. The grid, its per-trial seeds and its
-chunk plan live in :mod:`molrg.grid`.
+chunk plan live in :mod:`molrg.sweeps.grid`.
 
-* Chunks from :func:`molrg.grid.plan_chunks` run separately (:func:`run_chunk`) and are merged by
+* Chunks from :func:`molrg.sweeps.grid.plan_chunks` run separately (:func:`run_chunk`) and are merged by
   :func:`merge`, which is idempotent on the key ``(cell, trial, method)``: a re-run chunk never
   double-counts.
 * Batching: inside a chunk every trial of one shape ``(n, K, d, N)`` is one call to
-  :func:`molrg.fitting.fit_batched` with a leading batch dimension.
-* ``pca`` applies to K = 1 cells only (:meth:`molrg.grid.SweepGrid.methods_for`); other cells skip it.
+  :func:`molrg.lowrank.fitting.fit_batched` with a leading batch dimension.
+* ``pca`` applies to K = 1 cells only (:meth:`molrg.sweeps.grid.SweepGrid.methods_for`); other cells skip it.
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from molrg.grid import (
+from molrg.sweeps.grid import (
     DEFAULT_MAX_FITS_PER_CHUNK,
     Cell,
     Chunk,
@@ -32,7 +32,7 @@ from molrg.grid import (
     plan_chunks,
     trial_seed,
 )
-from molrg.transition import SweepReport, build_report
+from molrg.sweeps.transition import SweepReport, build_report
 
 __all__ = [
     "SweepProgress",
@@ -153,7 +153,7 @@ def run_chunk(
     grid : the sweep; validated here.
     chunk : from :func:`plan_chunks` (or built by hand).
     device : where data and fits live.
-    solver : ``fit_batched``-compatible callable (default :func:`molrg.fitting.fit_batched`);
+    solver : ``fit_batched``-compatible callable (default :func:`molrg.lowrank.fitting.fit_batched`);
         called as ``solver(X (B,N,n), dims, method, seed=..., device=..., [n_valid=...], **options)``
         returning an object with ``bases`` (B, K, n, dmax) and optionally ``info`` (dict).
     callback : called with a :class:`SweepProgress` after each batched fit; returning True stops
@@ -166,15 +166,15 @@ def run_chunk(
     -------
     list of TrialResult, one per (cell, trial, applicable method).
     """
-    from molrg.data import sample_molrg_batch
-    from molrg.metrics import matched_errors
+    from molrg.analysis.metrics import matched_errors
+    from molrg.data.synthetic import sample_molrg_batch
 
     grid.validate()
     if solver is None:
-        from molrg.fitting import fit_batched
+        from molrg.lowrank.fitting import fit_batched
 
         solver = fit_batched
-        # fit_batched takes n_valid through **options (docs/CONTRACTS.md, molrg/fitting.py).
+        # fit_batched takes n_valid through **options (docs/CONTRACTS.md, molrg/lowrank/fitting.py).
         pad_samples = True if pad_samples is None else pad_samples
     if pad_samples is None:
         pad_samples = _accepts(solver, "n_valid")

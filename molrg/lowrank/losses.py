@@ -2,7 +2,7 @@
 
 * Exact expected loss (closed form over eps by the key identity of section 4, and over t by a
   quadrature of p(t) weighted by lambda_t) for the K = 1 linear model and the hard-max surrogate.
-* Monte-Carlo denoising loss of the soft-max model (section 3) through molrg.analytic.posterior_mean.
+* Monte-Carlo denoising loss of the soft-max model (section 3) through molrg.lowrank.analytic.posterior_mean.
 """
 
 from __future__ import annotations
@@ -180,7 +180,7 @@ def softmax_mc_loss(
     -------
     Tensor of shape (...): mean over the M draws of lambda(sigma) ||x_theta(x_t) - x0||^2
     """
-    from molrg.analytic import posterior_mean
+    from molrg.lowrank.analytic import posterior_mean
 
     x_t = x0 + sigma.unsqueeze(-1) * eps
     den = posterior_mean(x_t, U, list(dims), log_pi, torch.ones_like(sigma), sigma)

@@ -1,0 +1,1 @@
+"""Data: MoLRG generation (spec section 1)."""

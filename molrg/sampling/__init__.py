@@ -1,0 +1,1 @@
+"""Forward-process schedules and reverse-time samplers (sections 2, 8)."""

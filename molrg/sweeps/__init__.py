@@ -1,0 +1,1 @@
+"""Sample-complexity sweeps: grid and seeds, batched runs, transition estimates (section 7)."""
