@@ -24,6 +24,9 @@ from sqlalchemy.orm import Mapped, deferred, mapped_column
 from db.base import Base, CreatedAtMixin, JSONType, new_id
 from db.enums import JobKind, JobStatus
 
+# Any seed the API accepts (0 .. 2^63-1): BIGINT on PostgreSQL; a SQLite INTEGER already holds 8 bytes.
+SEED = BigInteger().with_variant(Integer, "sqlite")
+
 
 class ApiKey(CreatedAtMixin, Base):
     """A bearer key; only its SHA-256 is stored. ``owner`` scopes every resource."""
@@ -110,7 +113,7 @@ class FittedModel(CreatedAtMixin, Base):
     dims: Mapped[list[int]] = mapped_column(JSONType)
     weights: Mapped[list[float]] = mapped_column(JSONType)
     config: Mapped[dict[str, Any]] = mapped_column(JSONType)
-    seed: Mapped[int] = mapped_column(Integer)
+    seed: Mapped[int] = mapped_column(SEED)
     metrics: Mapped[dict[str, Any]] = mapped_column(JSONType)
     bases_npz: Mapped[bytes] = deferred(mapped_column(LargeBinary))
 
@@ -127,7 +130,7 @@ class SampleSet(CreatedAtMixin, Base):
     n_samples: Mapped[int] = mapped_column(Integer)
     sampler: Mapped[str] = mapped_column(String(20))
     steps: Mapped[int] = mapped_column(Integer)
-    seed: Mapped[int] = mapped_column(Integer)
+    seed: Mapped[int] = mapped_column(SEED)
     diagnostics: Mapped[dict[str, Any]] = mapped_column(JSONType)
     samples_npy: Mapped[bytes] = deferred(mapped_column(LargeBinary))
 
