@@ -6,6 +6,7 @@ from typing import Annotated
 from fastapi import APIRouter, File, Form, Query, Response, UploadFile, status
 
 from service import datasets as use_cases
+from service import deletion
 from service.deps import CurrentKey, IdempotencyKey, SessionDep, SettingsDep
 from service.errors import PayloadTooLarge
 from service.routes import OCTET, problems
@@ -79,3 +80,11 @@ def download_labels(dataset_id: uuid.UUID, session: SessionDep, principal: Curre
 def download_bases(dataset_id: uuid.UUID, session: SessionDep, principal: CurrentKey) -> Response:
     """Download the true bases U_0..U_{K-1} of a synthetic dataset as .npz."""
     return _download(session, principal, dataset_id, "bases.npz")
+
+
+@router.delete("/{dataset_id}", status_code=status.HTTP_204_NO_CONTENT, response_class=Response,
+               responses=problems(404, 409), description=deletion.CASCADE_DOC)
+def delete_dataset(dataset_id: uuid.UUID, session: SessionDep, principal: CurrentKey) -> Response:
+    """Delete a dataset with the fit jobs run on it, their models and everything sampled from them."""
+    deletion.delete_dataset(session, principal, dataset_id)
+    return Response(status_code=status.HTTP_204_NO_CONTENT)

@@ -3,9 +3,10 @@
 import uuid
 from typing import Annotated
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, Query, Response
 
 from db.enums import JobKind, JobStatus
+from service import deletion
 from service import jobs as use_cases
 from service.deps import CurrentKey, SessionDep, SettingsDep
 from service.routes import problems
@@ -41,3 +42,11 @@ def job_metrics(job_id: uuid.UUID, session: SessionDep, principal: CurrentKey,
                 max_points: Annotated[int, Query(ge=2, le=100_000)] = 200) -> MetricHistory:
     """A per-step metric history, downsampled evenly to at most max_points (first and last kept)."""
     return use_cases.job_metrics(session, principal, job_id, name, max_points)
+
+
+@router.delete("/{job_id}", status_code=204, response_class=Response,
+               responses=problems(404, 409), description=deletion.CASCADE_DOC)
+def delete_job(job_id: uuid.UUID, session: SessionDep, principal: CurrentKey) -> Response:
+    """Delete a finished job with what it produced (model, sample set or sweep), its metrics and plots."""
+    deletion.delete_job(session, principal, job_id)
+    return Response(status_code=204)

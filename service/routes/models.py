@@ -5,8 +5,8 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query, Response, status
 
+from service import deletion, results
 from service import jobs as job_cases
-from service import results
 from service.deps import CurrentKey, IdempotencyKey, QueueDep, SessionDep, SettingsDep
 from service.routes import OCTET, problems
 from service.routes.fits import accepted
@@ -45,3 +45,11 @@ def create_samples(model_id: uuid.UUID, body: SampleCreate, session: SessionDep,
     """Submit a sampling job from a fitted model; poll the job at Location."""
     submitted = job_cases.submit_sample(session, queue, principal, model_id, body, settings, idempotency_key)
     return accepted(response, submitted)
+
+
+@router.delete("/{model_id}", status_code=status.HTTP_204_NO_CONTENT, response_class=Response,
+               responses=problems(404, 409), description=deletion.CASCADE_DOC)
+def delete_model(model_id: uuid.UUID, session: SessionDep, principal: CurrentKey) -> Response:
+    """Delete a fitted model with its fit job, loss history, plots, and the sample jobs and sample sets drawn from it."""
+    deletion.delete_model(session, principal, model_id)
+    return Response(status_code=status.HTTP_204_NO_CONTENT)

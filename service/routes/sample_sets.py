@@ -3,9 +3,9 @@
 import uuid
 from typing import Annotated
 
-from fastapi import APIRouter, Query, Response
+from fastapi import APIRouter, Query, Response, status
 
-from service import results
+from service import deletion, results
 from service.deps import CurrentKey, SessionDep, SettingsDep
 from service.routes import OCTET, problems
 from service.schemas import Page, SampleSetRead
@@ -34,3 +34,11 @@ def download_samples(sample_set_id: uuid.UUID, session: SessionDep, principal: C
     payload = results.sample_set_samples(session, principal, sample_set_id)
     return Response(payload, media_type="application/octet-stream",
                     headers={"Content-Disposition": f'attachment; filename="{sample_set_id}-samples.npy"'})
+
+
+@router.delete("/{sample_set_id}", status_code=status.HTTP_204_NO_CONTENT, response_class=Response,
+               responses=problems(404, 409), description=deletion.CASCADE_DOC)
+def delete_sample_set(sample_set_id: uuid.UUID, session: SessionDep, principal: CurrentKey) -> Response:
+    """Delete a sample set with its sample job and plots."""
+    deletion.delete_sample_set(session, principal, sample_set_id)
+    return Response(status_code=status.HTTP_204_NO_CONTENT)

@@ -5,6 +5,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query, Response, status
 
+from service import deletion
 from service import jobs as job_cases
 from service import sweeps as use_cases
 from service.deps import CurrentKey, IdempotencyKey, QueueDep, SessionDep, SettingsDep
@@ -72,3 +73,11 @@ def heatmap_png(sweep_id: uuid.UUID, session: SessionDep, principal: CurrentKey,
     png, width, height = use_cases.heatmap(session, principal, sweep_id, method, n_components, ambient_dim)
     return Response(png, media_type="image/png",
                     headers={"X-Image-Width": str(width), "X-Image-Height": str(height)})
+
+
+@router.delete("/{sweep_id}", status_code=status.HTTP_204_NO_CONTENT, response_class=Response,
+               responses=problems(404, 409), description=deletion.CASCADE_DOC)
+def delete_sweep(sweep_id: uuid.UUID, session: SessionDep, principal: CurrentKey) -> Response:
+    """Delete a sweep with its job, chunks, trials and heatmaps."""
+    deletion.delete_sweep(session, principal, sweep_id)
+    return Response(status_code=status.HTTP_204_NO_CONTENT)
