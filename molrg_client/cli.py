@@ -20,7 +20,8 @@ from typing import Any
 
 import click
 
-from molrg_client.client import Client, describe_detail
+from molrg_client import show
+from molrg_client.client import Client
 from molrg_client.errors import MolrgError, MolrgTimeout
 from molrg_client.types import Job
 
@@ -109,15 +110,7 @@ def _finish_job(job: Job, as_json: bool) -> None:
 
 
 def _show_job(job: Job) -> None:
-    click.echo(f"job {job.id}  kind={job.kind}  status={job.status}  progress={100 * job.progress:.0f}%"
-               + (f"  {describe_detail(job.progress_detail)}" if job.progress_detail else ""))
-    if job.duration_s is not None:
-        click.echo(f"  duration {job.duration_s:.2f}s  attempts {job.attempts}/{job.max_attempts}")
-    if job.error:
-        click.echo(f"  error: {job.error}")
-    for name, link in sorted(job.links.items()):
-        if name not in ("self", "cancel"):
-            click.echo(f"  {name}: {link}")
+    click.echo(show.show_job(job.raw))
 
 
 def _submitted(client: Client, job: Job, as_json: bool, wait: bool, timeout: float | None) -> None:
@@ -193,6 +186,15 @@ def list_datasets(client: Client, as_json: bool, limit: int) -> None:
             click.echo(f"{d.id}  {d.source:<9} N={d.n_samples:<6} n={d.ambient_dim:<5} {d.name}")
 
     _emit({"items": [d.raw for d in page.items], "next_cursor": page.next_cursor}, as_json, human)
+
+
+@datasets.command("show")
+@click.argument("dataset_id")
+@client_command
+def show_dataset(client: Client, as_json: bool, dataset_id: str) -> None:
+    """Show a dataset: size, source, its generating spec, links."""
+    ds = client.datasets.get(dataset_id)
+    _emit(ds.raw, as_json, lambda: click.echo(show.show_dataset(ds.raw)))
 
 
 @datasets.command("download")
@@ -332,13 +334,7 @@ def models() -> None:
 
 
 def _show_model(m: Any) -> None:
-    click.echo(f"model {m.id}  method={m.method}  K={m.n_components}  dims={m.dims}  n={m.ambient_dim}")
-    click.echo(f"  weights {[round(w, 4) for w in m.weights]}")
-    for key, value in sorted(m.metrics.items()):
-        if not isinstance(value, dict | list):
-            click.echo(f"  {key}: {value}")
-    for name, link in sorted(m.links.items()):
-        click.echo(f"  {name}: {link}")
+    click.echo(show.show_model(m.raw))
 
 
 @models.command("show")
@@ -402,14 +398,7 @@ def sample_sets() -> None:
 def show_sample_set(client: Client, as_json: bool, sample_set_id: str) -> None:
     """Show a sample set and its diagnostics."""
     s = client.sample_sets.get(sample_set_id)
-
-    def human() -> None:
-        click.echo(f"sample set {s.id}  model={s.model_id}  n_samples={s.n_samples}  {s.sampler}/{s.steps}")
-        for key, value in sorted(s.diagnostics.items()):
-            if not isinstance(value, dict | list):
-                click.echo(f"  {key}: {value}")
-
-    _emit(s.raw, as_json, human)
+    _emit(s.raw, as_json, lambda: click.echo(show.show_sample_set(s.raw)))
 
 
 @sample_sets.command("download")
@@ -431,7 +420,24 @@ def sample_set_plots(client: Client, as_json: bool, sample_set_id: str, out_dir:
     _save_plots(client.sample_sets, sample_set_id, out_dir, prefix, as_json)
 
 
-COMMANDS = (datasets, fit, sample, sweep, jobs, models, sample_sets)
+# ---------------------------------------------------------------- sweeps
+
+
+@click.group()
+def sweeps() -> None:
+    """Sample-complexity sweeps (submit one with ``molrg sweep``)."""
+
+
+@sweeps.command("show")
+@click.argument("sweep_id")
+@client_command
+def show_sweep(client: Client, as_json: bool, sweep_id: str) -> None:
+    """Show a sweep: progress, transitions N*(d) and the lines N* ~ d, success rates per cell, chunks."""
+    sw = client.sweeps.get(sweep_id)
+    _emit(sw.raw, as_json, lambda: click.echo(show.show_sweep(sw.raw)))
+
+
+COMMANDS = (datasets, fit, sample, sweep, sweeps, jobs, models, sample_sets)
 
 
 def register(group: click.Group) -> None:

@@ -4,16 +4,17 @@ from __future__ import annotations
 
 import builtins
 import io
-import json
 import os
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
 import httpx
 import numpy as np
+from httpx_sse import EventSource, SSEError, connect_sse
 
 from molrg_client.errors import ConnectionFailed, MolrgError, MolrgTimeout
+from molrg_client.progress import JobProgress, describe_detail  # noqa: F401  (re-exported)
 from molrg_client.types import Dataset, Event, Job, Model, Page, SampleSet, Sweep
 
 DEFAULT_URL = "http://127.0.0.1:8000"
@@ -166,11 +167,12 @@ class Jobs(_Section):
              on_event: Callable[[Event], None] | None = None, raise_on_failure: bool = False) -> Job:
         """Block until the job is terminal (via the event stream; polling if the stream breaks).
 
-        ``progress=True`` draws a progress bar on stderr with the current loss or cells done.
+        ``progress=True`` shows the progress on stderr (``molrg_client.progress``: a rich bar on a terminal,
+        plain lines in a log) with the current step and loss, noise level, or fits done.
         ``raise_on_failure=True`` raises ``MolrgError(code='job_failed'|'job_cancelled')``.
         """
         deadline = None if timeout is None else time.monotonic() + timeout
-        bar = _ProgressBar() if progress else None
+        bar = JobProgress() if progress else None
         final: Job | None = None
         try:
             try:
@@ -184,8 +186,8 @@ class Jobs(_Section):
                         break
                     if deadline is not None and time.monotonic() > deadline:
                         raise MolrgTimeout(f"job {_id(job)} still {ev.data.get('status')} after {timeout}s")
-            except (httpx.TransportError, ConnectionFailed):
-                pass
+            except (httpx.TransportError, ConnectionFailed, SSEError):
+                pass  # no usable event stream: poll instead
             while final is None:  # fallback: poll
                 current = self.get(job)
                 if bar is not None:
@@ -316,80 +318,24 @@ class Client:
     def _sse(self, path: str, timeout: float | None = None) -> Iterator[Event]:
         read_timeout = httpx.Timeout(10.0, read=timeout if timeout is not None else 60.0)
         try:
-            with self._http.stream("GET", API + path, headers={"Accept": "text/event-stream"},
-                                   timeout=read_timeout) as response:
-                if response.status_code >= 400:
-                    response.read()
-                    raise MolrgError.from_response(response)
-                yield from parse_sse(response.iter_lines())
+            with connect_sse(self._http, "GET", API + path, timeout=read_timeout) as source:
+                if source.response.status_code >= 400:
+                    source.response.read()
+                    raise MolrgError.from_response(source.response)
+                yield from events_of(source)
         except httpx.ConnectError as exc:
             raise ConnectionFailed(f"cannot reach {self.url}: {exc}") from exc
 
 
-def parse_sse(lines: Iterator[str]) -> Iterator[Event]:
-    """Parse ``text/event-stream`` lines into events (comments and ``retry`` are skipped)."""
-    name: str = "message"
-    data: list[str] = []
-    ident: str | None = None
-    for line in lines:
-        if line == "":
-            if data:
-                yield Event(event=name, data=json.loads("\n".join(data)), id=ident)
-            name, data, ident = "message", [], None
-            continue
-        if line.startswith(":"):
-            continue
-        key, _, value = line.partition(":")
-        value = value[1:] if value.startswith(" ") else value
-        if key == "event":
-            name = value
-        elif key == "data":
-            data.append(value)
-        elif key == "id":
-            ident = value
+def parse_sse(lines: Iterable[str]) -> Iterator[Event]:
+    """Decode ``text/event-stream`` lines (e.g. ``response.iter_lines()``) with httpx-sse, lazily."""
+    stream = httpx.Response(200, headers={"content-type": "text/event-stream"},
+                            content=(line.encode() + b"\n" for line in lines))
+    yield from events_of(EventSource(stream))
 
 
-class _ProgressBar:
-    """A one-line progress bar on stderr: status, percent, and the latest loss or cells/fits done."""
-
-    def __init__(self, width: int = 30) -> None:
-        import sys
-
-        self._out = sys.stderr
-        self._width = width
-        self._drawn = False
-
-    def update(self, data: dict[str, Any]) -> None:
-        frac = float(data.get("progress") or 0.0)
-        filled = int(round(frac * self._width))
-        line = f"\r{data.get('status', ''):<10} [{'#' * filled}{'.' * (self._width - filled)}] {100 * frac:5.1f}%"
-        line += " " + describe_detail(data.get("progress_detail"))
-        self._out.write(line.ljust(100)[:140])
-        self._out.flush()
-        self._drawn = True
-
-    def close(self) -> None:
-        if self._drawn:
-            self._out.write("\n")
-            self._out.flush()
-
-
-def describe_detail(detail: dict[str, Any] | None) -> str:
-    """``step 120/500 loss 0.0123`` for fits, ``step 9/18 sigma 0.52`` for samples, ``fits 40/80 chunks 2/4``
-    for sweeps."""
-    if not detail:
-        return ""
-    parts = []
-    if "step" in detail and "total_steps" in detail:
-        parts.append(f"step {detail['step']}/{detail['total_steps']}")
-    if detail.get("loss") is not None:
-        parts.append(f"loss {float(detail['loss']):.4g}")
-    if detail.get("sigma") is not None:  # sample jobs: the sampler's current noise level
-        parts.append(f"sigma {float(detail['sigma']):.3g}")
-    if "fits_done" in detail:
-        parts.append(f"fits {detail['fits_done']}/{detail.get('fits_total', '?')}")
-    if "chunks_done" in detail:
-        parts.append(f"chunks {detail['chunks_done']}/{detail.get('chunks_total', '?')}")
-    if not parts:
-        parts = [f"{k} {v}" for k, v in list(detail.items())[:3]]
-    return " ".join(parts)
+def events_of(source: EventSource) -> Iterator[Event]:
+    """The events of an httpx-sse ``EventSource`` as ``Event`` (JSON data; comments and ``retry`` skipped)."""
+    for sse in source.iter_sse():
+        if sse.data:
+            yield Event(event=sse.event, data=sse.json(), id=sse.id or None)
