@@ -437,6 +437,32 @@ def show_sweep(client: Client, as_json: bool, sweep_id: str) -> None:
     _emit(sw.raw, as_json, lambda: click.echo(show.show_sweep(sw.raw)))
 
 
+# ---------------------------------------------------------------- delete
+
+
+def _delete_command(group: click.Group, resource: str, label: str, summary: str) -> None:
+    """``molrg <resource> delete ID``: 204 -> "deleted <label> ID"; 409 names the job to cancel first."""
+
+    @group.command("delete", help=f"{summary} Refused (exit 1) while one of its jobs is queued or running: "
+                                  "cancel it first.")
+    @click.argument("ident", metavar="ID")
+    @client_command
+    def delete(client: Client, as_json: bool, ident: str) -> None:
+        section = getattr(client, resource)
+        section.delete(ident)
+        _emit({"deleted": label, "id": ident}, as_json, lambda: click.echo(f"deleted {label} {ident}"))
+
+
+_delete_command(datasets, "datasets", "dataset",
+                "Delete a dataset with the fit jobs run on it, their models and everything sampled from them.")
+_delete_command(models, "models", "model",
+                "Delete a model with its fit job, plots, and the sample jobs and sample sets drawn from it.")
+_delete_command(sample_sets, "sample_sets", "sample set", "Delete a sample set with its sample job and plots.")
+_delete_command(jobs, "jobs", "job",
+                "Delete a finished job with what it produced (model, sample set or sweep), metrics and plots.")
+_delete_command(sweeps, "sweeps", "sweep", "Delete a finished sweep with its job, trials and heatmaps.")
+
+
 COMMANDS = (datasets, fit, sample, sweep, sweeps, jobs, models, sample_sets)
 
 

@@ -100,6 +100,13 @@ class Datasets(_Section):
         """The true bases U_0..U_{K-1} of a synthetic dataset."""
         return self._c._npz_list(f"/datasets/{_id(dataset)}/bases.npz")
 
+    def delete(self, dataset: Any) -> None:
+        """Delete a dataset with the fit jobs run on it, their models and everything sampled from them.
+
+        Raises ``MolrgError(409, 'resource_in_use')`` naming the job to cancel first while one of them runs.
+        """
+        self._c._request("DELETE", f"/datasets/{_id(dataset)}")
+
 
 class Fits(_Section):
     def create(self, dataset: Any, n_components: int, dims: list[int] | None = None, *, method: str = "diffusion",
@@ -143,6 +150,10 @@ class Sweeps(_Section):
 
     def heatmap_png(self, sweep: Any, **query: Any) -> bytes:
         return self._c._bytes(f"/sweeps/{_id(sweep)}/heatmap.png", params=query)
+
+    def delete(self, sweep: Any) -> None:
+        """Delete a finished sweep with its job, trials and heatmaps."""
+        self._c._request("DELETE", f"/sweeps/{_id(sweep)}")
 
 
 class Jobs(_Section):
@@ -207,6 +218,10 @@ class Jobs(_Section):
             raise MolrgError(0, f"job_{final.status}", final.error or f"job {final.id} {final.status}")
         return final
 
+    def delete(self, job: Any) -> None:
+        """Delete a finished job with what it produced (model, sample set or sweep), metrics and plots."""
+        self._c._request("DELETE", f"/jobs/{_id(job)}")
+
 
 class Models(_Section):
     def get(self, model: Any) -> Model:
@@ -231,6 +246,10 @@ class Models(_Section):
         """One figure as PNG bytes."""
         return self._c._bytes(f"/models/{_id(model)}/plots/{kind}.png")
 
+    def delete(self, model: Any) -> None:
+        """Delete a model with its fit job, plots, and the sample jobs and sample sets drawn from it."""
+        self._c._request("DELETE", f"/models/{_id(model)}")
+
 
 class SampleSets(_Section):
     def get(self, sample_set: Any) -> SampleSet:
@@ -250,6 +269,10 @@ class SampleSets(_Section):
 
     def plot(self, sample_set: Any, kind: str) -> bytes:
         return self._c._bytes(f"/sample-sets/{_id(sample_set)}/plots/{kind}.png")
+
+    def delete(self, sample_set: Any) -> None:
+        """Delete a sample set with its sample job and plots."""
+        self._c._request("DELETE", f"/sample-sets/{_id(sample_set)}")
 
 
 class Client:

@@ -160,6 +160,17 @@ async def _request_validation(request: Request, exc: Exception) -> JSONResponse:
     return problem(request, 422, "validation_error", detail, errors)
 
 
+async def _request_validation_with_hints(request: Request, exc: Exception) -> JSONResponse:
+    """415 for a JSON route sent another content type; reasons that say how to fix a missing body or file."""
+    from service import request_hints
+
+    assert isinstance(exc, RequestValidationError)
+    content_type = request.headers.get("content-type")
+    if (hint := request_hints.wrong_content_type(content_type, exc.errors())) is not None:
+        return problem(request, hint.status, hint.code, hint.detail, [FieldError(f, r) for f, r in hint.errors])
+    return await _request_validation(request, request_hints.with_better_reasons(exc, content_type))
+
+
 async def _http_exception(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, StarletteHTTPException)
     code = {400: "malformed_body", 404: "not_found", 405: "method_not_allowed", 401: "unauthorized",
@@ -185,7 +196,7 @@ async def _unhandled(request: Request, exc: Exception) -> JSONResponse:
 def register_exception_handlers(app: FastAPI) -> None:
     """Map every error to one problem+json shape."""
     app.add_exception_handler(ServiceError, _service_error)
-    app.add_exception_handler(RequestValidationError, _request_validation)
+    app.add_exception_handler(RequestValidationError, _request_validation_with_hints)
     app.add_exception_handler(StarletteHTTPException, _http_exception)
     app.add_exception_handler(OperationalError, _database_unavailable)
     app.add_exception_handler(DBAPIError, _database_unavailable)

@@ -6,6 +6,7 @@ from typing import Any, TypeVar
 from sqlalchemy import Select, select
 from sqlalchemy.orm import Session
 
+from service import wrong_kind
 from service.auth import Principal
 from service.errors import NotFound
 
@@ -25,5 +26,8 @@ def get_visible(session: Session, entity: type[Row], ident: uuid.UUID, principal
         stmt = stmt.options(*options)
     row = session.scalar(stmt)
     if row is None:
-        raise NotFound(label, ident)
+        error = NotFound(label, ident)
+        if (hint := wrong_kind.describe(session, principal, ident, entity)) is not None:
+            error.detail = f"{error.detail}: {hint}"  # e.g. "<id> is a fit job; its model is <model id>"
+        raise error
     return row
