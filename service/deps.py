@@ -1,8 +1,10 @@
 """Annotated dependency aliases: the only DI style in the routes."""
 
-from collections.abc import Iterator
+from collections.abc import AsyncIterator
 from typing import Annotated
 
+import anyio
+import anyio.to_thread
 from fastapi import Depends, Header, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy.orm import Session
@@ -29,19 +31,39 @@ async def get_queue(request: Request) -> JobQueue:
 QueueDep = Annotated[JobQueue, Depends(get_queue)]
 
 
-def get_session(request: Request, queue: QueueDep) -> Iterator[Session]:
-    """One unit of work per request: commit once on success, THEN publish; roll back and drop sends on error."""
-    session: Session = request.app.state.sessionmaker()
+def _finish(session: Session, commit: bool) -> None:
     try:
-        yield session
-        session.commit()
-    except BaseException:
-        session.rollback()
-        queue.clear()
-        raise
+        if commit:
+            session.commit()
+        else:
+            session.rollback()
     finally:
         session.close()
-    queue.flush()
+
+
+async def get_session(request: Request, queue: QueueDep) -> AsyncIterator[Session]:
+    """One unit of work per request: commit once on success, THEN publish; roll back and drop sends on error.
+
+    The request first waits (on the event loop, holding no thread) for one of the process's database slots
+    (``service.capacity.DbGate``), so it never waits at the connection pool; the session's blocking calls run
+    on the thread pool like the handler's."""
+    async with request.app.state.db_gate.slot():
+        session: Session = request.app.state.sessionmaker()
+        try:
+            yield session
+        except BaseException:
+            queue.clear()
+            with anyio.CancelScope(shield=True):  # a client that went away must not leak the connection
+                await anyio.to_thread.run_sync(_finish, session, False)
+            raise
+        try:
+            with anyio.CancelScope(shield=True):
+                await anyio.to_thread.run_sync(_finish, session, True)
+        except BaseException:
+            queue.clear()
+            raise
+    if queue.pending:
+        await anyio.to_thread.run_sync(queue.flush)
 
 
 # scope="function": commit (and its errors) happen before the response is sent.

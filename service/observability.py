@@ -1,9 +1,11 @@
 """Prometheus metrics: jobs by kind/status and job durations (queried at scrape), request latencies."""
 
 import logging
+import threading
 import time
 from collections.abc import Iterator
 from datetime import UTC
+from typing import Any
 
 from prometheus_client import CollectorRegistry, Histogram
 from prometheus_client.core import GaugeMetricFamily, HistogramMetricFamily, Metric
@@ -25,12 +27,13 @@ class JobCollector(Collector):
 
     def __init__(self, maker: "sessionmaker[Session] | None" = None) -> None:
         self.maker = maker
+        self._lock = threading.Lock()  # concurrent scrapes take one connection, not one each
 
     def collect(self) -> Iterator[Metric]:
         if self.maker is None:
             return
         try:
-            with self.maker() as session:
+            with self._lock, self.maker() as session:
                 counts = session.execute(select(Job.kind, Job.status, func.count()).group_by(Job.kind, Job.status)).all()
                 finished = session.execute(
                     select(Job.kind, Job.status, Job.started_at, Job.finished_at).where(
@@ -64,6 +67,25 @@ class JobCollector(Collector):
         yield hist
 
 
+class CapacityCollector(Collector):
+    """This process's admission state: database slots in use and queued requests, open event streams."""
+
+    def __init__(self) -> None:
+        self.sources: tuple[Any, Any, Any] | None = None  # (DbGate, StreamCounter, JobWatcher), set by the lifespan
+
+    def collect(self) -> Iterator[Metric]:
+        if self.sources is None:
+            return
+        gate, streams, watcher = self.sources
+        for name, doc, value in (
+            ("molrg_db_slots_in_use", "Requests doing database work now (at most MOLRG_DB_POOL_SIZE)", gate.in_use),
+            ("molrg_db_queue_waiting", "Requests waiting for a database slot", gate.waiting),
+            ("molrg_sse_streams_open", "Open event streams (GET /jobs/{id}/events)", streams.total),
+            ("molrg_sse_job_watches", "Jobs polled for open event streams", len(watcher.watches)),
+        ):
+            yield GaugeMetricFamily(name, doc, value=float(value))
+
+
 class Metrics:
     """One registry per app (tests create many apps in one process)."""
 
@@ -71,6 +93,8 @@ class Metrics:
         self.registry = CollectorRegistry()
         self.jobs = JobCollector()
         self.registry.register(self.jobs)
+        self.capacity = CapacityCollector()
+        self.registry.register(self.capacity)
         self.requests = Histogram(
             "molrg_http_request_duration_seconds", "HTTP request latency by route template and status",
             ["method", "route", "status"], registry=self.registry,

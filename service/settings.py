@@ -32,6 +32,21 @@ class ServiceSettings(BaseSettings):
     max_page_size: int = Field(default=200, ge=1, description="Max `limit` of list endpoints.")
     job_max_attempts: int = Field(default=3, ge=1, description="Attempts before a crashing job fails.")
     max_sweep_fits: int = Field(default=50_000, ge=1, description="Max fits (cells x trials x methods) of a sweep.")
+    # Concurrency (per API process): requests queue for a database slot instead of failing at the pool.
+    db_pool_size: int = Field(default=10, ge=1, description=(
+        "Pooled database connections, and how many requests run their database work at once; the others wait "
+        "in a queue (never at the pool, so a busy database is not reported as an unreachable one)."))
+    db_max_overflow: int = Field(default=5, ge=0, description=(
+        "Connections beyond db_pool_size, for /health/ready, /metrics and the SSE stream polls."))
+    db_pool_timeout_s: float = Field(default=30.0, gt=0, description="Wait for a pooled connection (then 503).")
+    db_connect_timeout_s: int = Field(default=5, ge=1, description="PostgreSQL connect timeout (then 503).")
+    db_queue_timeout_s: float = Field(default=60.0, gt=0, description=(
+        "How long a request may wait in the queue for a database slot before a 503 `overloaded`."))
+    api_threads: int = Field(default=40, ge=1, description="Threads that run the synchronous handlers.")
+    max_streams_per_owner: int = Field(default=100, ge=1, description=(
+        "Open event streams (GET /jobs/{id}/events) per owner and API process; more get 429 + Retry-After."))
+    stream_poll_s: float = Field(default=0.5, gt=0, description=(
+        "How often the job of an open event stream is read (one read per job, shared by its streams)."))
 
     @model_validator(mode="after")
     def _defaults_from_data_dir(self) -> "ServiceSettings":

@@ -1,33 +1,36 @@
 """Live job progress as server-sent events: ``GET /api/v1/jobs/{id}/events``.
 
-Polls the job row (~0.5 s) and emits ``status`` when the status changes, ``progress`` when the progress or
-its detail (step, loss, cells done, ...) changes, and a final ``end`` event once the job is terminal; a
-``: keep-alive`` comment goes out every ~15 s of silence. Owner-scoped like ``GET /jobs/{id}``.
+The stream starts with ``retry: 2000``, then emits ``status`` when the job's status changes (data: the job,
+``JobRead``), ``progress`` when its progress or detail (step, loss, cells done, ...) changes (data:
+``JobProgressEvent``), and a final ``end`` (data: the job) once it is terminal; each event has a numeric
+``id`` increasing by one. FastAPI's SSE support (``EventSourceResponse``) frames the events and sends a
+``: ping`` comment after 15 s of silence. Owner-scoped like ``GET /jobs/{id}``.
+
+A stream holds no thread and no database connection while it waits: the job is read by a watch shared by
+every stream of that job (``service.streams``, ``MOLRG_STREAM_POLL_S``), and the stream awaits its changes.
+An owner may hold ``MOLRG_MAX_STREAMS_PER_OWNER`` streams per API process; one more gets ``429`` with
+``Retry-After``. When the client goes away the stream (and, for the last one, the watch) ends at once.
 """
 
-import asyncio
-import json
 import time
 import uuid
 from collections.abc import AsyncIterator
-from typing import Any
+from typing import Annotated, Any
 
-from fastapi import APIRouter, Request
-from fastapi.concurrency import run_in_threadpool
-from fastapi.responses import StreamingResponse
-from sqlalchemy.orm import Session, sessionmaker
+from fastapi import APIRouter, Depends, Request
+from fastapi.sse import EventSourceResponse, ServerSentEvent
 
 from db.enums import TERMINAL_STATUSES, JobStatus
 from service import jobs as use_cases
-from service.auth import Principal
+from service.capacity import StreamCounter
 from service.deps import CurrentKey, SessionDep
 from service.routes import Responses, problems
 from service.schemas import JobProgressEvent
+from service.streams import JobWatcher
 
 router = APIRouter(prefix="/jobs", tags=["jobs"])
 
-POLL_S = 0.5
-HEARTBEAT_S = 15.0
+RETRY_MS = 2000
 MAX_STREAM_S = 3600.0  # a client still interested reconnects (the client library falls back to polling)
 
 
@@ -57,66 +60,74 @@ EVENT_SCHEMA = {"oneOf": [
 SSE: Responses = {200: {
     "content": {"text/event-stream": {"schema": EVENT_SCHEMA}},
     "description": "A `retry:` line, then events `status`, `progress`, `end` (each: `id:`, `event:`, `data:` JSON) "
-                   "and `: keep-alive` comments; the stream ends with the job.",
+                   "and `: ping` comments after 15 s of silence; the stream ends with the job.",
 }}
+TOO_MANY = problems(429)
+TOO_MANY[429] |= {"description": "Too many event streams open for this owner (`MOLRG_MAX_STREAMS_PER_OWNER`)",
+                  "headers": {"Retry-After": {"description": "Seconds to wait before opening another stream",
+                                              "schema": {"type": "integer"}}}}
 
 
-def _snapshot(maker: sessionmaker[Session], principal: Principal, job_id: uuid.UUID) -> dict[str, Any]:
-    with maker() as session:
-        return use_cases.to_read(use_cases.get_job(session, principal, job_id)).model_dump(mode="json")
+def _event(name: str, event_id: int, data: dict[str, Any]) -> ServerSentEvent:
+    return ServerSentEvent(event=name, id=str(event_id), data=data)
 
 
-def _event(name: str, event_id: int, data: dict[str, Any]) -> str:
-    return f"id: {event_id}\nevent: {name}\ndata: {json.dumps(data, separators=(',', ':'))}\n\n"
-
-
-async def job_events(request: Request, maker: sessionmaker[Session], principal: Principal, job_id: uuid.UUID,
-                     first: dict[str, Any], poll_s: float = POLL_S,
-                     heartbeat_s: float = HEARTBEAT_S) -> AsyncIterator[str]:
+async def job_events(snapshots: AsyncIterator[dict[str, Any]], max_s: float = MAX_STREAM_S,
+                     ) -> AsyncIterator[ServerSentEvent]:
+    """The events of a job from its successive snapshots (``JobRead`` as JSON): one per change, then ``end``."""
     seq = 0
     last_status: str | None = None
     last_progress: tuple[Any, ...] | None = None
-    last_sent = started = time.monotonic()
-    job = first
-    yield "retry: 2000\n\n"
-    while True:
-        out: list[str] = []
+    started = time.monotonic()
+    yield ServerSentEvent(retry=RETRY_MS)
+    async for job in snapshots:
         if job["status"] != last_status:
             last_status = job["status"]
             seq += 1
-            out.append(_event("status", seq, job))
-        progress = (job["progress"], json.dumps(job.get("progress_detail"), sort_keys=True))
+            yield _event("status", seq, job)
+        progress = (job["progress"], job.get("progress_detail"))
         if progress != last_progress:
             last_progress = progress
             seq += 1
-            out.append(_event("progress", seq, JobProgressEvent.model_validate(job).model_dump(mode="json")))
+            yield _event("progress", seq, JobProgressEvent.model_validate(job).model_dump(mode="json"))
         if JobStatus(job["status"]) in TERMINAL_STATUSES:
             seq += 1
-            out.append(_event("end", seq, job))
-            for chunk in out:
-                yield chunk
+            yield _event("end", seq, job)
             return
-        for chunk in out:
-            yield chunk
-        if out:
-            last_sent = time.monotonic()
-        elif time.monotonic() - last_sent >= heartbeat_s:
-            last_sent = time.monotonic()
-            yield ": keep-alive\n\n"
-        if await request.is_disconnected():
+        if time.monotonic() - started > max_s:
+            yield ServerSentEvent(comment="stream time limit reached; reconnect to continue")
             return
-        if time.monotonic() - started > MAX_STREAM_S:
-            yield ": stream time limit reached; reconnect to continue\n\n"
-            return
-        await asyncio.sleep(poll_s)
-        job = await run_in_threadpool(_snapshot, maker, principal, job_id)
 
 
-@router.get("/{job_id}/events", response_class=StreamingResponse, responses=SSE | problems(404))
-def stream_job_events(job_id: uuid.UUID, request: Request, session: SessionDep,
-                      principal: CurrentKey) -> StreamingResponse:
+def _first(job_id: uuid.UUID, session: SessionDep, principal: CurrentKey) -> dict[str, Any]:
+    """The job as the caller may see it (404 otherwise), read before the stream starts."""
+    return use_cases.to_read(use_cases.get_job(session, principal, job_id)).model_dump(mode="json")
+
+
+async def _release_on_exit(request: Request) -> AsyncIterator[None]:
+    """Request-scoped: runs after the response, however the stream ended (end, error, client gone)."""
+    try:
+        yield
+    finally:
+        owner = getattr(request.state, "stream_owner", None)
+        if owner is not None:
+            counter: StreamCounter = request.app.state.stream_counter
+            counter.close(owner)
+            request.state.stream_owner = None
+
+
+async def _claim_stream(request: Request, principal: CurrentKey,
+                        _guard: Annotated[None, Depends(_release_on_exit)]) -> None:
+    counter: StreamCounter = request.app.state.stream_counter
+    counter.open(principal.owner)  # raises TooManyStreams (429 + Retry-After)
+    request.state.stream_owner = principal.owner
+
+
+@router.get("/{job_id}/events", response_class=EventSourceResponse, responses=SSE | problems(404) | TOO_MANY)
+async def stream_job_events(job_id: uuid.UUID, request: Request,
+                            first: Annotated[dict[str, Any], Depends(_first)],
+                            _slot: Annotated[None, Depends(_claim_stream)]) -> AsyncIterator[ServerSentEvent]:
     """Server-sent events for a job: status changes, progress (with the latest loss or cells done), end."""
-    first = use_cases.to_read(use_cases.get_job(session, principal, job_id)).model_dump(mode="json")
-    maker = request.app.state.sessionmaker
-    return StreamingResponse(job_events(request, maker, principal, job_id, first), media_type="text/event-stream",
-                             headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
+    watcher: JobWatcher = request.app.state.job_watcher
+    async for event in job_events(watcher.changes(job_id, first)):
+        yield event

@@ -1,9 +1,11 @@
 """Public health checks: liveness and readiness (database and broker)."""
 
 import os
+import threading
 from pathlib import Path
 from typing import Any
 
+import anyio.to_thread
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 from sqlalchemy import text
@@ -38,16 +40,25 @@ def _check_broker(settings: ServiceSettings) -> str:
         return f"unreachable: {exc.__class__.__name__}"
 
 
+_LIVE = HealthRead(status="ok")
+_READY_LOCK = threading.Lock()  # concurrent probes take one connection (from the pool's overflow), not one each
+
+
 @router.get("/live")
-def live() -> HealthRead:
-    """The process is up."""
-    return HealthRead(status="ok")
+async def live() -> HealthRead:
+    """The process is up: answered on the event loop, touching nothing (no thread, no database)."""
+    return _LIVE
+
+
+def _checks(request: Request) -> dict[str, str]:
+    with _READY_LOCK:
+        return {"database": _check_database(request), "broker": _check_broker(request.app.state.settings)}
 
 
 @router.get("/ready", responses={503: {"description": "Database or broker unreachable (problem+json)"}})
-def ready(request: Request) -> Any:
+async def ready(request: Request) -> Any:
     """Ready when the database answers SELECT 1 and the broker is reachable."""
-    checks = {"database": _check_database(request), "broker": _check_broker(request.app.state.settings)}
+    checks = await anyio.to_thread.run_sync(_checks, request)
     if all(v == "ok" for v in checks.values()):
         return HealthRead(status="ok", checks=checks)
     failing = ", ".join(f"{k}: {v}" for k, v in checks.items() if v != "ok")

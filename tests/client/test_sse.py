@@ -50,32 +50,41 @@ def test_events_owner_scoped_and_problem_json(embedded_stack: Stack) -> None:
     assert r.status_code == 401
 
 
-def test_generator_heartbeats_dedups_and_ends(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Unit: comments while nothing changes, one event per change, then ``end`` (no server, fake rows)."""
+def test_generator_dedups_and_ends() -> None:
+    """Unit: one event per change of status or progress, then ``end`` (no server, fake snapshots).
+    (The ``: ping`` keep-alives come from FastAPI's SSE support: tests/reliability/test_streams.py.)"""
     import asyncio
+    import json
+    from collections.abc import AsyncIterator
+    from typing import Any
+
+    from fastapi.sse import format_sse_event
 
     from service.routes import events as ev
 
     base = {"id": "6f1c8c52-9d2e-4a57-8a53-0c1f26f1d2a1", "status": "queued", "progress": 0.0, "progress_detail": None}
-    rows = iter([base, base, base | {"status": "running"},
-                 base | {"status": "running", "progress": 0.5, "progress_detail": {"step": 5, "loss": 0.1}},
-                 base | {"status": "succeeded", "progress": 1.0}])
-    monkeypatch.setattr(ev, "_snapshot", lambda *a: next(rows))
+    rows = [base, base, base | {"status": "running"},
+            base | {"status": "running", "progress": 0.5, "progress_detail": {"step": 5, "loss": 0.1}},
+            base | {"status": "succeeded", "progress": 1.0}, base | {"status": "succeeded", "progress": 1.0}]
 
-    class Req:
-        async def is_disconnected(self) -> bool:
-            return False
+    async def snapshots() -> AsyncIterator[dict[str, Any]]:
+        for row in rows:
+            yield row
 
     async def collect() -> list[str]:
-        return [c async for c in ev.job_events(Req(), None, None, "j", next(rows), poll_s=0.01, heartbeat_s=0.0)]
+        out = []
+        async for e in ev.job_events(snapshots()):
+            data = None if e.data is None else json.dumps(e.data)
+            out.append(format_sse_event(data_str=data, event=e.event, id=e.id, retry=e.retry).decode())
+        return out
 
     chunks = asyncio.run(collect())
-    assert chunks[0].startswith("retry:")
-    assert sum(c.startswith(": keep-alive") for c in chunks) >= 1
+    assert chunks[0].startswith("retry: 2000")
     events = list(parse_sse(iter("".join(chunks).split("\n"))))
     assert [(e.event, e.data["status"]) for e in events] == [
         ("status", "queued"), ("progress", "queued"), ("status", "running"), ("progress", "running"),
         ("status", "succeeded"), ("progress", "succeeded"), ("end", "succeeded")]
+    assert [int(e.id) for e in events] == list(range(1, 8))
     assert events[3].data["progress_detail"] == {"step": 5, "loss": 0.1}
 
 
