@@ -2,6 +2,7 @@
 
 import uuid
 from dataclasses import dataclass
+from typing import BinaryIO
 
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
@@ -16,7 +17,7 @@ from service.pagination import paginate
 from service.schemas import DatasetCreate, DatasetRead
 from service.scoping import API, get_visible, visible
 from service.settings import ServiceSettings
-from service.uploads import Limits, parse_upload
+from service.uploads import Limits, file_digest, parse_upload
 from service.validation import validate_synthetic
 
 
@@ -74,19 +75,20 @@ def create_synthetic(session: Session, principal: Principal, req: DatasetCreate,
     return _insert(session, row, principal.owner, idempotency_key, digest)
 
 
-def create_upload(session: Session, principal: Principal, content: bytes, filename: str | None, name: str | None,
-                  settings: ServiceSettings, idempotency_key: str | None) -> Created:
-    digest = request_hash(f"datasets.upload:{name}:{filename}", content)
+def create_upload(session: Session, principal: Principal, file: BinaryIO, size: int, filename: str | None,
+                  name: str | None, settings: ServiceSettings, idempotency_key: str | None) -> Created:
+    """Parse the spooled upload while reading it (service.uploads) and store its float64 ``.npy`` bytes."""
+    digest = file_digest(file, f"datasets.upload:{name}:{filename}".encode() + b"\0bytes\0")  # = request_hash
     if (existing := find_replay(session, Dataset, principal.owner, idempotency_key, digest)) is not None:
         return Created(existing, True)
     limits = Limits(settings.max_rows, settings.max_ambient_dim, settings.max_dataset_values)
-    parsed = parse_upload(content, filename, limits)
+    parsed = parse_upload(file, size, filename, limits)
     row = Dataset(
         owner=principal.owner, name=name or filename or "upload", source="upload",
-        n_samples=int(parsed.X.shape[0]), ambient_dim=int(parsed.X.shape[1]),
+        n_samples=parsed.shape[0], ambient_dim=parsed.shape[1],
         spec={"format": parsed.format, "filename": filename, "source_dtype": parsed.source_dtype},
         has_ground_truth=False, idempotency_key=idempotency_key, request_hash=digest,
-        data_npy=synthetic.npy_bytes(parsed.X),
+        data_npy=parsed.npy,
     )
     return _insert(session, row, principal.owner, idempotency_key, digest)
 

@@ -12,10 +12,15 @@ from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from molrg.spec import FIT_OPTIONS, METHODS
+
 log = logging.getLogger(__name__)
 
 PROBLEM_JSON = "application/problem+json"
 PROBLEM_TYPE_BASE = "urn:molrg:problem:"
+# A problem body lists at most this many field errors, plus their total: a small request with a long
+# invalid list must not turn into a body thousands of times its size.
+MAX_LISTED_ERRORS = 20
 
 
 @dataclass
@@ -24,6 +29,14 @@ class FieldError:
 
     field: str
     reason: str
+
+
+def summarize(errors: list[FieldError]) -> str:
+    """``field: reason; ...`` of the first :data:`MAX_LISTED_ERRORS` errors, and how many more there are."""
+    text = "; ".join(f"{e.field}: {e.reason}" for e in errors[:MAX_LISTED_ERRORS])
+    if len(errors) > MAX_LISTED_ERRORS:
+        text += f"; and {len(errors) - MAX_LISTED_ERRORS} more errors"
+    return text
 
 
 class ServiceError(Exception):
@@ -79,7 +92,7 @@ class ValidationFailed(ServiceError):
 
     def __init__(self, errors: list[FieldError]) -> None:
         self.errors = errors
-        super().__init__("; ".join(f"{e.field}: {e.reason}" for e in errors))
+        super().__init__(summarize(errors))
 
     @classmethod
     def one(cls, field_name: str, reason: str) -> Self:
@@ -128,14 +141,19 @@ def problem(
         "code": code,
     }
     if errors is not None:
-        body["errors"] = [{"field": e.field, "reason": e.reason} for e in errors]
+        body["errors"] = [{"field": e.field, "reason": e.reason} for e in errors[:MAX_LISTED_ERRORS]]
+        body["errors_total"] = len(errors)
     return JSONResponse(body, status_code=status, media_type=PROBLEM_JSON, headers=headers)
 
 
-def _loc_to_field(loc: tuple[Any, ...] | list[Any]) -> str:
+def _loc_to_field(loc: tuple[Any, ...] | list[Any], error_type: str = "") -> str:
     parts = list(loc)
     if parts and parts[0] in ("body", "query", "path", "header", "cookie"):
         parts = parts[1:]
+    if parts and parts[0] in METHODS:
+        parts = parts[1:]  # the tag of a per-method fit variant (molrg.spec.FitSpec), not a field
+    if error_type == "invalid_method":
+        parts = [*parts, "method"]
     out = ""
     for p in parts:
         if isinstance(p, int):
@@ -153,10 +171,23 @@ async def _service_error(request: Request, exc: Exception) -> JSONResponse:
     return problem(request, status, exc.code, exc.detail, errors, headers)
 
 
+def _reason(error: Any) -> str:
+    """Pydantic's message, or for an unknown option the options the method knows (molrg.spec)."""
+    loc = [p for p in error.get("loc", ()) if isinstance(p, str)]
+    if error.get("type") == "extra_forbidden" and "options" in "".join(loc[:-1]):
+        method = next((p for p in loc if p in FIT_OPTIONS), None)
+        if method is not None:
+            known = ", ".join(FIT_OPTIONS[method].model_fields) or "none"
+            return f"unknown option for method {method} (known: {known})"
+    if error.get("type") == "extra_forbidden":
+        return "unknown field"
+    return str(error.get("msg", "invalid"))
+
+
 async def _request_validation(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, RequestValidationError)
-    errors = [FieldError(_loc_to_field(e.get("loc", ())), str(e.get("msg", "invalid"))) for e in exc.errors()]
-    detail = "; ".join(f"{e.field}: {e.reason}" for e in errors) or "invalid request"
+    errors = [FieldError(_loc_to_field(e.get("loc", ()), str(e.get("type", ""))), _reason(e)) for e in exc.errors()]
+    detail = summarize(errors) or "invalid request"
     return problem(request, 422, "validation_error", detail, errors)
 
 
@@ -193,8 +224,19 @@ async def _unhandled(request: Request, exc: Exception) -> JSONResponse:
     return problem(request, 500, "internal_error", "internal server error")
 
 
+def reject_nul(fields: dict[str, str | None]) -> None:
+    """422 naming each field whose text holds NUL (form fields; JSON and query text: service.nul_guard)."""
+    bad = [FieldError(name, "must not contain the NUL character (\\u0000)")
+           for name, value in fields.items() if value is not None and "\x00" in value]
+    if bad:
+        raise ValidationFailed(bad)
+
+
 def register_exception_handlers(app: FastAPI) -> None:
-    """Map every error to one problem+json shape."""
+    """Map every error to one problem+json shape; text holding NUL is answered 422 before any route."""
+    from service.nul_guard import NulGuardMiddleware
+
+    app.add_middleware(NulGuardMiddleware)
     app.add_exception_handler(ServiceError, _service_error)
     app.add_exception_handler(RequestValidationError, _request_validation_with_hints)
     app.add_exception_handler(StarletteHTTPException, _http_exception)

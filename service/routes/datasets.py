@@ -1,5 +1,6 @@
 """Dataset routes: synthetic generation, upload, listing, download."""
 
+import os
 import uuid
 from typing import Annotated
 
@@ -8,7 +9,7 @@ from fastapi import APIRouter, File, Form, Query, Response, UploadFile, status
 from service import datasets as use_cases
 from service import deletion
 from service.deps import CurrentKey, IdempotencyKey, SessionDep, SettingsDep
-from service.errors import PayloadTooLarge
+from service.errors import PayloadTooLarge, reject_nul
 from service.routes import OCTET, problems
 from service.schemas import DatasetCreate, DatasetRead, Page
 
@@ -37,10 +38,13 @@ def upload_dataset(
     name: Annotated[str | None, Form(max_length=200)] = None, idempotency_key: IdempotencyKey = None,
 ) -> DatasetRead:
     """Upload an (N, n) float array as .npy, CSV or JSON."""
-    content = file.file.read(settings.max_upload_bytes + 1)
-    if len(content) > settings.max_upload_bytes:
+    # The multipart parser spooled the file to disk; it is parsed from there in pieces (service.uploads).
+    reject_nul({"name": name, "file.filename": file.filename})
+    size = file.file.seek(0, os.SEEK_END)
+    if size > settings.max_upload_bytes:
         raise PayloadTooLarge(f"upload exceeds max_upload_bytes={settings.max_upload_bytes}")
-    created = use_cases.create_upload(session, principal, content, file.filename, name, settings, idempotency_key)
+    created = use_cases.create_upload(session, principal, file.file, size, file.filename, name, settings,
+                                      idempotency_key)
     return _created(response, created)
 
 
