@@ -20,6 +20,7 @@ from typing import Any
 
 import click
 
+from molrg import spec
 from molrg_client import show
 from molrg_client.client import Client
 from molrg_client.errors import MolrgError, MolrgTimeout
@@ -214,7 +215,7 @@ def download_dataset(client: Client, as_json: bool, dataset_id: str, out: str) -
 @click.option("--components", "-K", type=int, required=True, help="Number of subspaces K.")
 @click.option("--dims", "-d", default=None,
               help="Comma-separated d_k (one per component); default: from the data (95%-energy rule).")
-@click.option("--method", type=click.Choice(["diffusion", "pca", "subspace_clustering"]), default="diffusion",
+@click.option("--method", type=click.Choice(spec.METHODS), default="diffusion",
               show_default=True)
 @click.option("--option", "-o", "option", multiple=True, help="Method option KEY=VALUE (JSON value), repeatable.")
 @click.option("--seed", type=int, default=0, show_default=True)
@@ -234,7 +235,7 @@ def fit(client: Client, as_json: bool, dataset_id: str, components: int, dims: s
 @click.command("sample")
 @click.argument("model_id")
 @click.option("--n-samples", "-N", type=int, default=100, show_default=True)
-@click.option("--sampler", type=click.Choice(["heun", "ddim", "sde"]), default="heun", show_default=True)
+@click.option("--sampler", type=click.Choice(spec.SAMPLERS), default="heun", show_default=True)
 @click.option("--steps", type=int, default=18, show_default=True)
 @click.option("--seed", type=int, default=0, show_default=True)
 @WAIT

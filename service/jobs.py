@@ -13,12 +13,13 @@ from sqlalchemy.orm import Session
 from db.base import utcnow
 from db.enums import JobKind, JobStatus
 from db.models import Dataset, FittedModel, Job, MetricPoint
+from molrg.spec import FitVariant
 from service.auth import Principal
 from service.errors import IdempotencyKeyInProgress, InvalidJobState
 from service.idempotency import find_replay, request_hash
 from service.pagination import paginate
 from service.queue import JobQueue
-from service.schemas import FitCreate, JobRead, MetricHistory, MetricPointRead, SampleCreate
+from service.schemas import JobRead, MetricHistory, MetricPointRead, SampleCreate
 from service.scoping import API, get_visible, visible
 from service.settings import ServiceSettings
 from service.validation import validate_fit, validate_sample
@@ -78,15 +79,16 @@ def _submit(session: Session, queue: JobQueue, principal: Principal, kind: JobKi
     return Submitted(job, False)
 
 
-def submit_fit(session: Session, queue: JobQueue, principal: Principal, req: FitCreate, settings: ServiceSettings,
+def submit_fit(session: Session, queue: JobQueue, principal: Principal, req: FitVariant, settings: ServiceSettings,
                idempotency_key: str | None) -> Submitted:
-    digest = request_hash("fits", req.model_dump(mode="json"))
+    # Params are the request as given (unset options stay unset, so defaults are the worker's = the spec's).
+    params = req.model_dump(mode="json", exclude_unset=True) | {"method": req.method}
+    digest = request_hash("fits", params)
     if (existing := find_replay(session, Job, principal.owner, idempotency_key, digest)) is not None:
         return Submitted(existing, True)
     dataset = get_visible(session, Dataset, req.dataset_id, principal, "dataset")
-    validate_fit(req, dataset.ambient_dim, settings)
-    params = {"dataset_id": str(dataset.id), "n_components": req.n_components, "dims": list(req.dims),
-              "method": req.method, "options": dict(req.options), "seed": req.seed}
+    true_dims = (dataset.spec or {}).get("dims") if dataset.has_ground_truth else None
+    validate_fit(req, dataset.n_samples, dataset.ambient_dim, true_dims, settings)
     return _submit(session, queue, principal, JobKind.fit, params, settings, idempotency_key, digest)
 
 
@@ -97,8 +99,7 @@ def submit_sample(session: Session, queue: JobQueue, principal: Principal, model
         return Submitted(existing, True)
     model = get_visible(session, FittedModel, model_id, principal, "model")
     validate_sample(req, model.ambient_dim, settings)
-    params = {"model_id": str(model.id), "n_samples": req.n_samples, "sampler": req.sampler,
-              "steps": req.steps, "seed": req.seed}
+    params = {"model_id": str(model.id), **req.model_dump(mode="json")}
     return _submit(session, queue, principal, JobKind.sample, params, settings, idempotency_key, digest)
 
 

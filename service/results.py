@@ -3,7 +3,7 @@
 import uuid
 
 from sqlalchemy import select
-from sqlalchemy.orm import Session, undefer
+from sqlalchemy.orm import Session
 
 from db.models import FittedModel, SampleSet
 from service.auth import Principal
@@ -39,11 +39,6 @@ def list_models(session: Session, principal: Principal, dataset_id: uuid.UUID | 
     return paginate(session, stmt, FittedModel, limit, cursor)
 
 
-def model_bases(session: Session, principal: Principal, model_id: uuid.UUID) -> bytes:
-    row = get_visible(session, FittedModel, model_id, principal, "model", undefer(FittedModel.bases_npz))
-    return row.bases_npz
-
-
 def get_sample_set(session: Session, principal: Principal, sample_set_id: uuid.UUID) -> SampleSet:
     return get_visible(session, SampleSet, sample_set_id, principal, "sample set")
 
@@ -54,8 +49,3 @@ def list_sample_sets(session: Session, principal: Principal, model_id: uuid.UUID
     if model_id is not None:
         stmt = stmt.where(SampleSet.model_id == model_id)
     return paginate(session, stmt, SampleSet, limit, cursor)
-
-
-def sample_set_samples(session: Session, principal: Principal, sample_set_id: uuid.UUID) -> bytes:
-    row = get_visible(session, SampleSet, sample_set_id, principal, "sample set", undefer(SampleSet.samples_npy))
-    return row.samples_npy

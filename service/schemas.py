@@ -2,11 +2,12 @@
 
 import uuid
 from datetime import UTC, datetime
-from typing import Annotated, Any, Generic, Literal, TypeVar
+from typing import Annotated, Any, Generic, TypeVar
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, TypeAdapter
 
 from db.enums import JobKind, JobStatus
+from molrg import spec
 
 
 def _as_utc(value: datetime) -> datetime:
@@ -17,8 +18,6 @@ def _as_utc(value: datetime) -> datetime:
 UTCDateTime = Annotated[datetime, AfterValidator(_as_utc)]
 T = TypeVar("T")
 
-Method = Literal["diffusion", "pca", "subspace_clustering"]
-Sampler = Literal["heun", "ddim", "sde"]
 
 
 class _Request(BaseModel):
@@ -30,23 +29,13 @@ class _Response(BaseModel):
     model_config = ConfigDict(from_attributes=True)
 
 
-# ---------------------------------------------------------------- requests
+# ---------------------------------------------------------------- requests (declared once in molrg.spec)
 
-
-class SyntheticSpec(_Request):
-    """A MoLRG data set: x = U_k a + noise_std * e, with a ~ N(0, I_{d_k})."""
-
-    ambient_dim: int = Field(ge=1, description="Ambient dimension n.")
-    dims: list[int] = Field(min_length=1, description="Intrinsic dimension d_k of each component.")
-    n_samples: int | None = Field(default=None, ge=1, description="Total samples N (or samples_per_component).")
-    samples_per_component: int | list[int] | None = Field(
-        default=None, description="N_k: one count for all components or one per component."
-    )
-    weights: list[float] | None = Field(default=None, description="Mixture weights pi_k (normalised); default 1/K.")
-    orthogonal: bool = Field(default=True, description="Mutually orthogonal subspaces (needs sum(dims) <= n).")
-    balanced: bool = Field(default=True, description="Exact counts N_k = round(N pi_k); else i.i.d. labels.")
-    noise_std: float = Field(default=0.0, ge=0.0, le=1e6, description="Std of additive isotropic noise.")
-    seed: int = Field(default=0, ge=0, le=2**63 - 1, description="Seed of numpy.random.default_rng.")
+SyntheticSpec = spec.SyntheticSpec
+SampleCreate = spec.SampleSpec
+# A fit request is the fit job's declaration: one variant per method, told apart by ``method``.
+FitCreate = spec.FitSpec
+FIT_ADAPTER: TypeAdapter[spec.FitVariant] = TypeAdapter(spec.FitSpec)
 
 
 class DatasetCreate(_Request):
@@ -63,41 +52,6 @@ class DatasetCreate(_Request):
                                                      "orthogonal": True, "noise_std": 0.0, "seed": 0}}
             ]
         },
-    )
-
-
-class FitCreate(_Request):
-    """Fit a MoLRG model to a dataset."""
-
-    dataset_id: uuid.UUID
-    n_components: int = Field(ge=1, description="K, the number of subspaces.")
-    dims: list[int] = Field(min_length=1, description="d_k for each component (len == n_components).")
-    method: Method = "diffusion"
-    options: dict[str, Any] = Field(default_factory=dict, description="Method options (validated per method).")
-    seed: int = Field(default=0, ge=0, le=2**63 - 1)
-
-    model_config = ConfigDict(
-        extra="forbid",
-        json_schema_extra={
-            "examples": [
-                {"dataset_id": "5f0c6a8e-1d2b-4c3d-9e8f-0a1b2c3d4e5f", "n_components": 2, "dims": [4, 4],
-                 "method": "subspace_clustering", "options": {"n_restarts": 10}, "seed": 0}
-            ]
-        },
-    )
-
-
-class SampleCreate(_Request):
-    """Draw samples from a fitted model by reverse-time integration."""
-
-    n_samples: int = Field(default=100, ge=1)
-    sampler: Sampler = "heun"
-    steps: int = Field(default=18, ge=1)
-    seed: int = Field(default=0, ge=0, le=2**63 - 1)
-
-    model_config = ConfigDict(
-        extra="forbid",
-        json_schema_extra={"examples": [{"n_samples": 100, "sampler": "heun", "steps": 18, "seed": 0}]},
     )
 
 

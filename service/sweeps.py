@@ -45,7 +45,8 @@ CELL_CSV_COLUMNS = ("method", "n_components", "ambient_dim", "d", "samples", "tr
 def submit_sweep(session: Session, queue: JobQueue, principal: Principal, req: SweepCreate,
                  settings: ServiceSettings, idempotency_key: str | None) -> SweepJobRead:
     """Validate, add the job and its sweep row in one transaction; the job is published after commit."""
-    spec = req.model_dump(mode="json")
+    spec = req.model_dump(mode="json") | {"method_options": {
+        m: o.model_dump(mode="json", exclude_unset=True) for m, o in req.method_options.given().items()}}
     digest = request_hash("sweeps", spec)
     if (existing := find_replay(session, Job, principal.owner, idempotency_key, digest)) is None:
         n_fits = validate_sweep(req, settings)

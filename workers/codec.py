@@ -3,11 +3,13 @@
 import io
 import math
 from collections.abc import Sequence
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
 import torch
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import TypeAdapter
+
+from molrg import spec
 
 ArrayLike = np.ndarray | torch.Tensor
 
@@ -85,45 +87,25 @@ def as_float(value: Any) -> float | None:
     return out if math.isfinite(out) else None
 
 
-class FitParams(BaseModel):
-    """``Job.params`` of a fit job, as the service stores it."""
-
-    model_config = ConfigDict(extra="ignore")
-
-    dataset_id: str
-    n_components: int = Field(ge=1)
-    dims: list[int] = Field(min_length=1)
-    method: Literal["diffusion", "pca", "subspace_clustering"] = "diffusion"
-    options: dict[str, Any] = Field(default_factory=dict)
-    seed: int = 0
-
-    def estimator_kwargs(self, device: torch.device) -> dict[str, Any]:
-        """Keyword arguments of ``molrg.MoLRGDiffusion``."""
-        return {"n_components": self.n_components, "dims": list(self.dims), "method": self.method,
-                "seed": self.seed, "device": device, **self.options}
+FIT_ADAPTER: TypeAdapter[spec.FitVariant] = TypeAdapter(spec.FitSpec)
 
 
-class SampleParams(BaseModel):
-    """``Job.params`` of a sample job."""
-
-    model_config = ConfigDict(extra="ignore")
-
-    model_id: str
-    n_samples: int = Field(ge=1)
-    sampler: Literal["heun", "ddim", "sde"] = "heun"
-    steps: int = Field(18, ge=1)
-    seed: int = 0
-
-    def sample_kwargs(self) -> dict[str, Any]:
-        """Keyword arguments of ``MoLRGDiffusion.sample``."""
-        return {"n_samples": self.n_samples, "seed": self.seed, "sampler": self.sampler, "steps": self.steps}
+def fit_params(params: dict[str, Any]) -> spec.FitVariant:
+    """The fit job's params parsed by the one declaration (raises pydantic's ValidationError naming the field)."""
+    return FIT_ADAPTER.validate_python(params)
 
 
-def fit_params(params: dict[str, Any]) -> FitParams:
-    """Validate fit params (raises pydantic's ValidationError naming the field)."""
-    return FitParams.model_validate(params)
+def estimator_kwargs(fit: spec.FitVariant, device: torch.device) -> dict[str, Any]:
+    """Keyword arguments of ``molrg.MoLRGDiffusion``: the options the user gave (the rest are the spec's defaults)."""
+    return {"n_components": fit.n_components, "dims": list(fit.dims), "method": fit.method, "seed": fit.seed,
+            "device": device, **fit.options.model_dump(exclude_unset=True)}
 
 
-def sample_params(params: dict[str, Any]) -> SampleParams:
-    """Validate sample params."""
-    return SampleParams.model_validate(params)
+def sample_params(params: dict[str, Any]) -> spec.SampleJob:
+    """The sample job's params parsed by the one declaration."""
+    return spec.SampleJob.model_validate(params)
+
+
+def sample_kwargs(job: spec.SampleJob) -> dict[str, Any]:
+    """Keyword arguments of ``MoLRGDiffusion.sample``."""
+    return {"n_samples": job.n_samples, "seed": job.seed, "sampler": job.sampler, "steps": job.steps}

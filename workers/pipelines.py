@@ -5,6 +5,7 @@ results are written in the same transaction as the guarded terminal UPDATE and t
 are ``UNIQUE(job_id)``, so a redelivered, duplicated or stale run can never add a second result.
 """
 
+import dataclasses
 import logging
 import socket
 import uuid
@@ -110,14 +111,28 @@ def _release(maker: sessionmaker[Session], claim: jobs.Claim) -> None:
         logger.exception("could not release job %s", claim.job_id)
 
 
-def _stopped(maker: sessionmaker[Session], claim: jobs.Claim, hb: Heartbeat) -> Outcome:
-    """Record the end of a run that stopped on request: cancelled, or nothing when ownership was lost."""
+def _stopped(maker: sessionmaker[Session], claim: jobs.Claim, hb: Heartbeat,
+             loss: list[float] | None = None) -> Outcome:
+    """Record the end of a run that stopped on request: cancelled (keeping the loss history so far), or
+    nothing when ownership was lost."""
     hb.stop()
     if hb.lost.is_set():
         return Outcome.lost
     with session_scope(maker) as session:
         owned = jobs.mark_cancelled(session, claim.job_id, claim.attempt)
+        if owned:
+            _store_loss(session, claim.job_id, loss or [])
     return Outcome.cancelled if owned else Outcome.lost
+
+
+def _store_loss(session: Session, job_id: uuid.UUID, history: list[float]) -> None:
+    """The job's ``loss`` metric rows, replacing any of an earlier attempt (idempotent)."""
+    session.execute(delete(MetricPoint).where(MetricPoint.job_id == job_id, MetricPoint.name == "loss"))
+    if history:
+        session.execute(insert(MetricPoint), [
+            {"job_id": job_id, "name": "loss", "step": i, "value": v if np.isfinite(v) else float("nan")}
+            for i, v in enumerate(history)
+        ])
 
 
 def _finish_existing(maker: sessionmaker[Session], claim: jobs.Claim, result: dict[str, Any]) -> Outcome:
@@ -133,13 +148,6 @@ def _load_dataset(session: Session, dataset_id: uuid.UUID, *, with_truth: bool =
     if ds is None or ds.data_npy is None:
         raise JobFailed(f"dataset {dataset_id} not found or has no data")
     return ds
-
-
-def _as_uuid(value: str, field: str) -> uuid.UUID:
-    try:
-        return uuid.UUID(str(value))
-    except ValueError as exc:
-        raise JobFailed(f"params.{field}: not a UUID: {value!r}") from exc
 
 
 def fit_metrics(est: Any, X: torch.Tensor, true_bases: list[np.ndarray] | None) -> dict[str, Any]:
@@ -170,7 +178,7 @@ def fit_metrics(est: Any, X: torch.Tensor, true_bases: list[np.ndarray] | None) 
 def run_fit(maker: sessionmaker[Session], claim: jobs.Claim, device: torch.device, hb: Heartbeat) -> Outcome:
     """Fit a MoLRG model on the job's dataset; store the model, its metrics and loss history."""
     params = codec.fit_params(claim.params)
-    dataset_id = _as_uuid(params.dataset_id, "dataset_id")
+    dataset_id = params.dataset_id
     with maker() as session:
         done = session.scalar(select(FittedModel.id).where(FittedModel.job_id == claim.job_id))
         if done is not None:
@@ -182,17 +190,14 @@ def run_fit(maker: sessionmaker[Session], claim: jobs.Claim, device: torch.devic
     true_bases = codec.npz_to_bases(truth_npz) if has_truth and truth_npz else None
 
     def on_step(p: Any) -> bool:
-        total = max(int(p.total_steps), 1) * max(int(getattr(p, "n_restarts", 1) or 1), 1)
-        done = int(getattr(p, "restart", 0) or 0) * max(int(p.total_steps), 1) + int(p.step)
-        hb.report(done / total, codec.jsonable({"step": p.step, "total_steps": p.total_steps, "loss": p.loss,
-                                                "restart": getattr(p, "restart", 0),
-                                                "n_restarts": getattr(p, "n_restarts", 1)}))
+        # Restarts run batched: step / total_steps is the fraction of the whole fit (molrg.FitProgress).
+        hb.report(min(int(p.step) / max(int(p.total_steps), 1), 1.0), codec.jsonable(dataclasses.asdict(p)))
         return hb.should_stop
 
-    est = molrg.MoLRGDiffusion(**params.estimator_kwargs(device))
+    est = molrg.MoLRGDiffusion(**codec.estimator_kwargs(params, device))
     est.fit(X, callback=on_step)
     if hb.should_stop:
-        return _stopped(maker, claim, hb)
+        return _stopped(maker, claim, hb, [float(v) for v in (getattr(est, "loss_history_", None) or [])])
 
     metrics = fit_metrics(est, X, true_bases)
     history = [float(v) for v in (getattr(est, "loss_history_", None) or [])]
@@ -209,12 +214,7 @@ def run_fit(maker: sessionmaker[Session], claim: jobs.Claim, device: torch.devic
             weights=[float(w) for w in codec.to_numpy(torch.as_tensor(est.weights_)).reshape(-1)],
             config=codec.jsonable(est.get_config()), seed=params.seed, metrics=metrics, bases_npz=bases_npz,
         ))
-        session.execute(delete(MetricPoint).where(MetricPoint.job_id == claim.job_id, MetricPoint.name == "loss"))
-        if history:
-            session.execute(insert(MetricPoint), [
-                {"job_id": claim.job_id, "name": "loss", "step": i, "value": v if np.isfinite(v) else float("nan")}
-                for i, v in enumerate(history)
-            ])
+        _store_loss(session, claim.job_id, history)
     store_figures(maker, claim.job_id, lambda: figures.fit_figures(
         est, codec.npy_to_array(data_npy), history, params.method, seed=params.seed))
     return Outcome.succeeded
@@ -225,7 +225,7 @@ def run_sample(maker: sessionmaker[Session], claim: jobs.Claim, device: torch.de
     from molrg.analysis.diagnostics import sample_diagnostics
 
     params = codec.sample_params(claim.params)
-    model_id = _as_uuid(params.model_id, "model_id")
+    model_id = params.model_id
     with maker() as session:
         done = session.scalar(select(SampleSet.id).where(SampleSet.job_id == claim.job_id))
         if done is not None:
@@ -256,7 +256,7 @@ def run_sample(maker: sessionmaker[Session], claim: jobs.Claim, device: torch.de
             raise _StopRun
 
     try:
-        samples = est.sample(**params.sample_kwargs(), callback=on_step)
+        samples = est.sample(**codec.sample_kwargs(params), callback=on_step)
     except _StopRun:
         return _stopped(maker, claim, hb)
     if hb.should_stop:

@@ -34,6 +34,7 @@ from db import sweeps as store
 from db.enums import JobKind
 from db.models import Sweep, SweepChunk
 from db.session import session_scope
+from molrg.spec import SweepSpec
 from molrg.sweeps.grid import Chunk, SweepGrid, plan_chunks
 from molrg.sweeps.run import SweepProgress, TrialResult, run_chunk, summarise
 from workers import plots, resources
@@ -53,26 +54,10 @@ CHUNK_MAX_RETRIES = 5
 Publish = Callable[[uuid.UUID], None]
 
 
-def grid_from_spec(spec: dict[str, Any]) -> SweepGrid:
-    """The engine's grid from the stored API spec (``ambient_dim``/``n_components`` int or list)."""
-
-    def as_list(value: Any) -> list[int]:
-        return [int(v) for v in value] if isinstance(value, list | tuple) else [int(value)]
-
-    return SweepGrid(
-        ambient_dims=tuple(as_list(spec["ambient_dim"])),
-        n_components=tuple(as_list(spec["n_components"])),
-        dims=tuple(int(d) for d in spec["dims"]),
-        samples=tuple(int(s) for s in spec["samples"]),
-        samples_per=str(spec.get("samples_per", "component")),
-        trials=int(spec["trials"]),
-        methods=tuple(spec["methods"]),
-        method_options={k: dict(v) for k, v in (spec.get("method_options") or {}).items()},
-        noise_std=float(spec.get("noise_std", 0.0)),
-        orthogonal=bool(spec.get("orthogonal", True)),
-        success_threshold=float(spec.get("success_threshold", 0.5)),
-        seed=int(spec.get("seed", 0)),
-    ).validate()
+def grid_from_spec(params: dict[str, Any]) -> SweepGrid:
+    """The engine's grid from the stored API spec, parsed by the one declaration (molrg.spec.SweepSpec)."""
+    fields = set(SweepSpec.model_fields)
+    return SweepGrid.from_spec(SweepSpec.model_validate({k: v for k, v in params.items() if k in fields})).validate()
 
 
 def chunk_fits(settings: WorkerSettings) -> int:

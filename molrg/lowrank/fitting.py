@@ -16,37 +16,20 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from molrg import spec
 from molrg.analysis.metrics import subspace_clustering_objective
 from molrg.bases import column_mask
 from molrg.lowrank.ksubspaces import k_subspaces, seed_bases, valid_rows
 from molrg.lowrank.losses import (
-    SCHEDULES,
-    WEIGHTINGS,
     hardmax_loss_and_grad,
     loss_coefficients,
     row_weights,
     softmax_mc_loss,
 )
 from molrg.lowrank.pca import pca_bases
-from molrg.lowrank.stiefel import OPTIMIZERS, RETRACTIONS, StiefelOptimizer, random_stiefel
+from molrg.lowrank.stiefel import StiefelOptimizer, random_stiefel
 
-METHODS = ("pca", "subspace_clustering", "diffusion")
-MODELS = ("auto", "linear", "hardmax", "softmax")
-INITS = ("random", "data", "pca", "ksubspaces")
-_COMMON = {"n_valid": None, "schedule": "edm", "weighting": "unit", "n_quad": 64}
-_DEFAULTS: dict[str, dict[str, Any]] = {
-    "pca": {},
-    "subspace_clustering": {"n_restarts": 10, "max_iter": 100, "init": "data"},
-    "diffusion": {
-        "model": "auto", "lr": None, "steps": 2000, "restarts": None, "init": None, "batch_size": 64,
-        "optimizer": "adam", "retraction": "qr", "tol": 1e-5, "callback_every": 25, "sigma_data": None,
-    },
-}
-_CHOICES = {
-    "schedule": SCHEDULES, "weighting": WEIGHTINGS, "model": MODELS, "init": INITS,
-    "optimizer": OPTIMIZERS, "retraction": RETRACTIONS,
-}
-_POSITIVE_INT = ("n_quad", "n_restarts", "max_iter", "steps", "restarts", "batch_size", "callback_every")
+METHODS = spec.LOWRANK_METHODS
 
 
 @dataclass(frozen=True)
@@ -81,31 +64,21 @@ Callback = Callable[[FitProgress], bool | None]
 
 
 def _validate(X: Tensor, dims: Sequence[int], method: str, options: dict[str, Any]) -> dict[str, Any]:
+    """Options checked against the one declaration (molrg.spec): types, ranges, choices and data rules."""
     if method not in METHODS:
         raise ValueError(f"method: expected one of {METHODS}, got {method!r}")
     if X.ndim != 3:
         raise ValueError(f"X: expected shape (B, N, n), got {tuple(X.shape)}")
     if not bool(torch.isfinite(X).all()):
         raise ValueError("X: contains NaN or inf")
-    n = X.shape[-1]
-    if len(dims) < 1 or any(int(d) < 1 or int(d) >= n for d in dims):
-        raise ValueError(f"dims: need K >= 1 entries with 1 <= d_k < n = {n}, got {list(dims)}")
-    if method == "pca" and len(dims) != 1:
-        raise ValueError(f"method='pca' needs K = 1 component, got dims={list(dims)}; use 'subspace_clustering'")
-    allowed = {**_COMMON, **_DEFAULTS[method]}
-    unknown = sorted(set(options) - set(allowed))
-    if unknown:
-        raise ValueError(f"unknown option(s) {unknown} for method={method!r}; allowed: {sorted(allowed)}")
-    opts = {**allowed, **options}
-    for key, choices in _CHOICES.items():
-        if key in opts and opts[key] is not None and opts[key] not in choices:
-            raise ValueError(f"{key}: expected one of {choices}, got {opts[key]!r}")
-    for key in _POSITIVE_INT:
-        if key in opts and opts[key] is not None and (not isinstance(opts[key], int) or opts[key] < 1):
-            raise ValueError(f"{key}: expected a positive int, got {opts[key]!r}")
-    for key in ("lr", "tol", "sigma_data"):
-        if opts.get(key) is not None and not (isinstance(opts[key], int | float) and opts[key] > 0):
-            raise ValueError(f"{key}: expected a positive number, got {opts[key]!r}")
+    options = dict(options)
+    nv = options.pop("n_valid", None)  # internal: rows past n_valid[b] are padding (batched trials)
+    typed = spec.parse_options(method, options)
+    spec.raise_for(spec.fit_errors(method, len(dims), [int(d) for d in dims], typed,
+                                   n_features=int(X.shape[-1]), n_samples=int(X.shape[1])))
+    opts = {**typed.model_dump(), "n_valid": nv}
+    if method == "diffusion" and opts["batch_size"] is None:
+        opts["batch_size"] = 64
     nv = opts["n_valid"]
     if nv is not None:
         nv = torch.as_tensor(nv, dtype=torch.int64).reshape(-1)
@@ -114,12 +87,7 @@ def _validate(X: Tensor, dims: Sequence[int], method: str, options: dict[str, An
         opts["n_valid"] = nv.to(X.device)
     if method == "diffusion":
         K = len(dims)
-        model = opts["model"]
-        if model == "auto":
-            model = "linear" if K == 1 else "hardmax"  # the exact-loss models; soft-max on request
-        if model == "linear" and K != 1:
-            raise ValueError(f"model='linear' needs K = 1, got K = {K}; use 'hardmax' or 'softmax'")
-        opts["model"] = model
+        model = opts["model"] = typed.resolved_model(K)  # type: ignore[attr-defined]
         if opts["init"] is None:
             opts["init"] = "random" if K == 1 else "data"
         if opts["restarts"] is None:

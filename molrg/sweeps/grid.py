@@ -21,6 +21,8 @@ from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any, NamedTuple
 
+from molrg import spec
+
 __all__ = [
     "DEFAULT_MAX_FITS_PER_CHUNK",
     "KNOWN_METHODS",
@@ -32,7 +34,7 @@ __all__ = [
     "trial_seed",
 ]
 
-KNOWN_METHODS = ("pca", "subspace_clustering", "diffusion")
+KNOWN_METHODS = spec.LOWRANK_METHODS
 DEFAULT_MAX_FITS_PER_CHUNK = 4096
 
 
@@ -83,49 +85,31 @@ class SweepGrid:
         opts = {str(k): dict(v) for k, v in dict(self.method_options).items()}
         object.__setattr__(self, "method_options", opts)
 
+    def to_spec(self) -> spec.SweepSpec:
+        """The grid as the one declaration of a sweep (raises ValueError naming a bad field)."""
+        return spec.SweepSpec.model_validate({
+            "ambient_dim": list(self.ambient_dims), "n_components": list(self.n_components),
+            "dims": list(self.dims), "samples": list(self.samples), "samples_per": self.samples_per,
+            "trials": self.trials, "methods": list(self.methods), "method_options": self.method_options,
+            "noise_std": self.noise_std, "orthogonal": self.orthogonal,
+            "success_threshold": self.success_threshold, "seed": self.seed,
+        })
+
+    @classmethod
+    def from_spec(cls, sweep: spec.SweepSpec) -> SweepGrid:
+        """The grid of a declared sweep; method options keep only what the user gave."""
+        return cls(
+            ambient_dims=tuple(sweep.ambient_dims()), n_components=tuple(sweep.components()),
+            dims=tuple(sweep.dims), samples=tuple(sweep.samples), samples_per=sweep.samples_per,
+            trials=sweep.trials, methods=tuple(sweep.methods),
+            method_options={m: o.model_dump(exclude_unset=True) for m, o in sweep.method_options.given().items()},
+            noise_std=sweep.noise_std, orthogonal=sweep.orthogonal, success_threshold=sweep.success_threshold,
+            seed=sweep.seed,
+        )
+
     def validate(self) -> SweepGrid:
-        """Raise ValueError naming the offending field and a fix (spec section 7); return self."""
-        if any(n < 2 for n in self.ambient_dims):
-            raise ValueError(f"ambient_dims={list(self.ambient_dims)} must all be >= 2")
-        if any(k < 1 for k in self.n_components):
-            raise ValueError(f"n_components={list(self.n_components)} must all be >= 1")
-        if any(d < 1 for d in self.dims):
-            raise ValueError(f"dims={list(self.dims)} must all be >= 1")
-        if any(s < 1 for s in self.samples):
-            raise ValueError(f"samples={list(self.samples)} must all be >= 1")
-        if self.samples_per not in ("component", "total"):
-            raise ValueError(f"samples_per={self.samples_per!r} must be 'component' or 'total'")
-        if self.trials < 1:
-            raise ValueError(f"trials={self.trials} must be >= 1")
-        if not self.methods:
-            raise ValueError(f"methods: need at least one of {list(KNOWN_METHODS)}")
-        for m in self.methods:
-            if m not in KNOWN_METHODS:
-                raise ValueError(f"methods: unknown method {m!r}; choose from {list(KNOWN_METHODS)}")
-        if len(set(self.methods)) != len(self.methods):
-            raise ValueError(f"methods={list(self.methods)} has duplicates")
-        for m in self.method_options:
-            if m not in self.methods:
-                raise ValueError(f"method_options: {m!r} is not in methods={list(self.methods)}")
-        if "pca" in self.methods and 1 not in self.n_components:
-            raise ValueError(
-                f"methods: 'pca' needs K = 1 but n_components={list(self.n_components)}; "
-                "use 'subspace_clustering' for K >= 2"
-            )
-        if self.noise_std < 0:
-            raise ValueError(f"noise_std={self.noise_std} must be >= 0")
-        if not 0 < self.success_threshold:
-            raise ValueError(f"success_threshold={self.success_threshold} must be > 0")
-        dmax = max(self.dims)
-        for n in self.ambient_dims:
-            if dmax >= n:
-                raise ValueError(f"dims: d={dmax} must be < ambient_dim={n}; reduce dims")
-            for K in self.n_components:
-                if self.orthogonal and K * dmax > n:
-                    raise ValueError(
-                        f"orthogonal: K*d={K}*{dmax}={K * dmax} exceeds ambient_dim={n}; "
-                        "use orthogonal=False, smaller dims or fewer n_components"
-                    )
+        """Raise ValueError naming the offending field and a fix (molrg.spec.sweep_errors); return self."""
+        spec.raise_for(spec.sweep_errors(self.to_spec()))
         return self
 
     def methods_for(self, n_components: int) -> tuple[str, ...]:

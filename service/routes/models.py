@@ -3,11 +3,14 @@
 import uuid
 from typing import Annotated
 
-from fastapi import APIRouter, Query, Response, status
+from fastapi import APIRouter, Query, Request, Response, status
 
+from db.models import FittedModel
 from service import deletion, results
 from service import jobs as job_cases
+from service.blobs import blob_response
 from service.deps import CurrentKey, IdempotencyKey, QueueDep, SessionDep, SettingsDep
+from service.errors import NotFound
 from service.routes import OCTET, problems
 from service.routes.fits import accepted
 from service.schemas import JobRead, ModelRead, Page, SampleCreate
@@ -31,11 +34,12 @@ def get_model(model_id: uuid.UUID, session: SessionDep, principal: CurrentKey) -
 
 
 @router.get("/{model_id}/bases.npz", response_class=Response, responses=OCTET | problems(404))
-def download_bases(model_id: uuid.UUID, session: SessionDep, principal: CurrentKey) -> Response:
+def download_bases(model_id: uuid.UUID, request: Request, session: SessionDep, principal: CurrentKey) -> Response:
     """Download the fitted bases U_0..U_{K-1} as .npz."""
-    payload = results.model_bases(session, principal, model_id)
-    return Response(payload, media_type="application/octet-stream",
-                    headers={"Content-Disposition": f'attachment; filename="{model_id}-bases.npz"'})
+    results.get_model(session, principal, model_id)  # 404 unless the caller may see it
+    return blob_response(session, request.app.state.sessionmaker, FittedModel.bases_npz,
+                         (FittedModel.id == model_id,), NotFound("bases of model", model_id),
+                         headers={"Content-Disposition": f'attachment; filename="{model_id}-bases.npz"'})
 
 
 @router.post("/{model_id}/samples", status_code=status.HTTP_202_ACCEPTED, responses=problems(404, 409, 422))

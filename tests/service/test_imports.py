@@ -1,4 +1,4 @@
-"""The API process never imports torch, molrg or workers (even after serving a request)."""
+"""The API process never imports torch, workers, or of molrg more than its declaration (even after serving)."""
 
 import subprocess
 import sys
@@ -19,7 +19,8 @@ upgrade_head(s.database_url)
 with TestClient(service.main.create_app(s)) as c:
     assert c.get("/api/v1/jobs").status_code == 200
     assert c.get("/metrics").status_code == 200
-bad = sorted(m for m in sys.modules if m.split(".")[0] in ("torch", "molrg", "workers"))
+bad = sorted(m for m in sys.modules if m.split(".")[0] in ("torch", "workers")
+             or (m.split(".")[0] == "molrg" and m not in ("molrg", "molrg.spec")))
 print("BAD", bad)
 """
 

@@ -1,6 +1,7 @@
 """Array and params codec: round trips, no pickles, readable validation errors."""
 
 import io
+import uuid
 
 import numpy as np
 import pytest
@@ -37,14 +38,19 @@ def test_jsonable() -> None:
 
 
 def test_fit_params() -> None:
-    p = codec.fit_params({"dataset_id": "d", "n_components": 2, "dims": [1, 2], "method": "pca",
+    ds = str(uuid.uuid4())
+    p = codec.fit_params({"dataset_id": ds, "n_components": 2, "dims": [1, 2], "method": "diffusion",
                           "options": {"steps": 5}, "seed": 3})
-    kw = p.estimator_kwargs(torch.device("cpu"))
-    assert kw["dims"] == [1, 2] and kw["steps"] == 5 and kw["seed"] == 3 and kw["method"] == "pca"
+    kw = codec.estimator_kwargs(p, torch.device("cpu"))
+    assert kw["dims"] == [1, 2] and kw["steps"] == 5 and kw["seed"] == 3 and kw["method"] == "diffusion"
+    assert "lr" not in kw  # unset options stay unset: the library's defaults are the spec's
     with pytest.raises(ValidationError, match="method"):
-        codec.fit_params({"dataset_id": "d", "n_components": 1, "dims": [1], "method": "magic"})
+        codec.fit_params({"dataset_id": ds, "n_components": 1, "dims": [1], "method": "magic"})
+    # The worker refuses what the API refuses: pca has no training steps.
+    with pytest.raises(ValidationError, match="steps"):
+        codec.fit_params({"dataset_id": ds, "n_components": 1, "dims": [1], "method": "pca", "options": {"steps": 5}})
 
 
 def test_sample_params() -> None:
-    p = codec.sample_params({"model_id": "m", "n_samples": 6, "sampler": "ddim", "steps": 4, "seed": 1})
-    assert p.sample_kwargs() == {"n_samples": 6, "seed": 1, "sampler": "ddim", "steps": 4}
+    p = codec.sample_params({"model_id": str(uuid.uuid4()), "n_samples": 6, "sampler": "ddim", "steps": 4, "seed": 1})
+    assert codec.sample_kwargs(p) == {"n_samples": 6, "seed": 1, "sampler": "ddim", "steps": 4}
