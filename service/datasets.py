@@ -6,12 +6,12 @@ from typing import BinaryIO
 
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import Session, undefer
+from sqlalchemy.orm import Session
 
 from db.models import Dataset
 from service import synthetic
 from service.auth import Principal
-from service.errors import IdempotencyKeyInProgress, NotFound
+from service.errors import IdempotencyKeyInProgress
 from service.idempotency import find_replay, request_hash
 from service.pagination import paginate
 from service.schemas import DatasetCreate, DatasetRead
@@ -102,12 +102,3 @@ def list_datasets(session: Session, principal: Principal, limit: int, cursor: st
 
 
 ARTIFACTS = {"data.npy": "data_npy", "labels.npy": "labels_npy", "bases.npz": "bases_npz"}
-
-
-def dataset_artifact(session: Session, principal: Principal, dataset_id: uuid.UUID, artifact: str) -> bytes:
-    column = ARTIFACTS[artifact]
-    row = get_visible(session, Dataset, dataset_id, principal, "dataset", undefer(getattr(Dataset, column)))
-    payload: bytes | None = getattr(row, column)
-    if payload is None:
-        raise NotFound(f"{artifact} of dataset", dataset_id)
-    return payload

@@ -4,12 +4,14 @@ import os
 import uuid
 from typing import Annotated
 
-from fastapi import APIRouter, File, Form, Query, Response, UploadFile, status
+from fastapi import APIRouter, File, Form, Query, Request, Response, UploadFile, status
 
+from db.models import Dataset
 from service import datasets as use_cases
 from service import deletion
+from service.blobs import blob_response
 from service.deps import CurrentKey, IdempotencyKey, SessionDep, SettingsDep
-from service.errors import PayloadTooLarge, reject_nul
+from service.errors import NotFound, PayloadTooLarge, reject_nul
 from service.routes import OCTET, problems
 from service.schemas import DatasetCreate, DatasetRead, Page
 
@@ -62,28 +64,30 @@ def get_dataset(dataset_id: uuid.UUID, session: SessionDep, principal: CurrentKe
     return use_cases.to_read(use_cases.get_dataset(session, principal, dataset_id))
 
 
-def _download(session: SessionDep, principal: CurrentKey, dataset_id: uuid.UUID, artifact: str) -> Response:
-    payload = use_cases.dataset_artifact(session, principal, dataset_id, artifact)
-    return Response(payload, media_type="application/octet-stream",
-                    headers={"Content-Disposition": f'attachment; filename="{dataset_id}-{artifact}"'})
+def _download(request: Request, session: SessionDep, principal: CurrentKey, dataset_id: uuid.UUID,
+              artifact: str) -> Response:
+    use_cases.get_dataset(session, principal, dataset_id)  # 404 unless the caller may see it
+    return blob_response(session, request.app.state.sessionmaker, getattr(Dataset, use_cases.ARTIFACTS[artifact]),
+                         (Dataset.id == dataset_id,), NotFound(f"{artifact} of dataset", dataset_id),
+                         headers={"Content-Disposition": f'attachment; filename="{dataset_id}-{artifact}"'})
 
 
 @router.get("/{dataset_id}/data.npy", response_class=Response, responses=OCTET | problems(404))
-def download_data(dataset_id: uuid.UUID, session: SessionDep, principal: CurrentKey) -> Response:
+def download_data(dataset_id: uuid.UUID, request: Request, session: SessionDep, principal: CurrentKey) -> Response:
     """Download the (N, n) float64 array as .npy."""
-    return _download(session, principal, dataset_id, "data.npy")
+    return _download(request, session, principal, dataset_id, "data.npy")
 
 
 @router.get("/{dataset_id}/labels.npy", response_class=Response, responses=OCTET | problems(404))
-def download_labels(dataset_id: uuid.UUID, session: SessionDep, principal: CurrentKey) -> Response:
+def download_labels(dataset_id: uuid.UUID, request: Request, session: SessionDep, principal: CurrentKey) -> Response:
     """Download the true component labels (N,) int64 of a synthetic dataset."""
-    return _download(session, principal, dataset_id, "labels.npy")
+    return _download(request, session, principal, dataset_id, "labels.npy")
 
 
 @router.get("/{dataset_id}/bases.npz", response_class=Response, responses=OCTET | problems(404))
-def download_bases(dataset_id: uuid.UUID, session: SessionDep, principal: CurrentKey) -> Response:
+def download_bases(dataset_id: uuid.UUID, request: Request, session: SessionDep, principal: CurrentKey) -> Response:
     """Download the true bases U_0..U_{K-1} of a synthetic dataset as .npz."""
-    return _download(session, principal, dataset_id, "bases.npz")
+    return _download(request, session, principal, dataset_id, "bases.npz")
 
 
 @router.delete("/{dataset_id}", status_code=status.HTTP_204_NO_CONTENT, response_class=Response,

@@ -8,13 +8,14 @@ Models: ``loss`` (training loss), ``projection`` (training data and samples on t
 import uuid
 from typing import Annotated
 
-from fastapi import APIRouter, Path, Response
+from fastapi import APIRouter, Path, Request, Response
 from pydantic import BaseModel
 from sqlalchemy import select
-from sqlalchemy.orm import Session, undefer
+from sqlalchemy.orm import Session
 
 from db.models import Plot
 from service import results
+from service.blobs import blob_response
 from service.deps import CurrentKey, SessionDep
 from service.errors import NotFound
 from service.routes import Responses, problems
@@ -40,13 +41,14 @@ def _list(session: Session, job_id: uuid.UUID, base: str) -> list[PlotRead]:
     return [PlotRead(kind=k, title=t, width=w, height=h, url=f"{base}/plots/{k}.png") for k, t, w, h in rows]
 
 
-def _png(session: Session, job_id: uuid.UUID, kind: str, owner_label: str) -> Response:
-    row = session.execute(select(Plot).options(undefer(Plot.png))
-                          .where(Plot.job_id == job_id, Plot.kind == kind)).scalar_one_or_none()
-    if row is None:
-        raise NotFound("plot", f"{kind!r} of {owner_label}")
-    return Response(row.png, media_type="image/png",
-                    headers={"X-Image-Width": str(row.width), "X-Image-Height": str(row.height)})
+def _png(request: Request, session: Session, job_id: uuid.UUID, kind: str, owner_label: str) -> Response:
+    where = (Plot.job_id == job_id, Plot.kind == kind)
+    size = session.execute(select(Plot.width, Plot.height).where(*where)).one_or_none()
+    missing = NotFound("plot", f"{kind!r} of {owner_label}")
+    if size is None:
+        raise missing
+    return blob_response(session, request.app.state.sessionmaker, Plot.png, where, missing, "image/png",
+                         {"X-Image-Width": str(size.width), "X-Image-Height": str(size.height)})
 
 
 @router.get("/models/{model_id}/plots", responses=problems(404))
@@ -57,10 +59,11 @@ def list_model_plots(model_id: uuid.UUID, session: SessionDep, principal: Curren
 
 
 @router.get("/models/{model_id}/plots/{kind}.png", response_class=Response, responses=PNG | problems(404))
-def model_plot(model_id: uuid.UUID, kind: Kind, session: SessionDep, principal: CurrentKey) -> Response:
+def model_plot(model_id: uuid.UUID, kind: Kind, request: Request, session: SessionDep,
+               principal: CurrentKey) -> Response:
     """One figure of a fitted model as PNG."""
     model = results.get_model(session, principal, model_id)
-    return _png(session, model.job_id, kind, f"model {model_id}")
+    return _png(request, session, model.job_id, kind, f"model {model_id}")
 
 
 @router.get("/sample-sets/{sample_set_id}/plots", responses=problems(404))
@@ -72,7 +75,8 @@ def list_sample_set_plots(sample_set_id: uuid.UUID, session: SessionDep, princip
 
 @router.get("/sample-sets/{sample_set_id}/plots/{kind}.png", response_class=Response,
             responses=PNG | problems(404))
-def sample_set_plot(sample_set_id: uuid.UUID, kind: Kind, session: SessionDep, principal: CurrentKey) -> Response:
+def sample_set_plot(sample_set_id: uuid.UUID, kind: Kind, request: Request, session: SessionDep,
+                    principal: CurrentKey) -> Response:
     """One figure of a sample set as PNG."""
     row = results.get_sample_set(session, principal, sample_set_id)
-    return _png(session, row.job_id, kind, f"sample set {sample_set_id}")
+    return _png(request, session, row.job_id, kind, f"sample set {sample_set_id}")

@@ -3,10 +3,13 @@
 import uuid
 from typing import Annotated
 
-from fastapi import APIRouter, Query, Response, status
+from fastapi import APIRouter, Query, Request, Response, status
 
+from db.models import SampleSet
 from service import deletion, results
+from service.blobs import blob_response
 from service.deps import CurrentKey, SessionDep, SettingsDep
+from service.errors import NotFound
 from service.routes import OCTET, problems
 from service.schemas import Page, SampleSetRead
 
@@ -29,11 +32,13 @@ def get_sample_set(sample_set_id: uuid.UUID, session: SessionDep, principal: Cur
 
 
 @router.get("/{sample_set_id}/samples.npy", response_class=Response, responses=OCTET | problems(404))
-def download_samples(sample_set_id: uuid.UUID, session: SessionDep, principal: CurrentKey) -> Response:
+def download_samples(sample_set_id: uuid.UUID, request: Request, session: SessionDep,
+                     principal: CurrentKey) -> Response:
     """Download the samples (n_samples, n) as .npy."""
-    payload = results.sample_set_samples(session, principal, sample_set_id)
-    return Response(payload, media_type="application/octet-stream",
-                    headers={"Content-Disposition": f'attachment; filename="{sample_set_id}-samples.npy"'})
+    results.get_sample_set(session, principal, sample_set_id)  # 404 unless the caller may see it
+    return blob_response(session, request.app.state.sessionmaker, SampleSet.samples_npy,
+                         (SampleSet.id == sample_set_id,), NotFound("samples of sample set", sample_set_id),
+                         headers={"Content-Disposition": f'attachment; filename="{sample_set_id}-samples.npy"'})
 
 
 @router.delete("/{sample_set_id}", status_code=status.HTTP_204_NO_CONTENT, response_class=Response,
