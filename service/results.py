@@ -1,22 +1,36 @@
 """Result reads: fitted models and sample sets (rows written by the workers)."""
 
 import uuid
+from collections.abc import Sequence
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from db.models import FittedModel, SampleSet
+from db.models import FittedModel, MetricPoint, SampleSet
 from service.auth import Principal
 from service.pagination import paginate
 from service.schemas import ModelRead, SampleSetRead
 from service.scoping import API, get_visible, visible
 
 
-def model_to_read(row: FittedModel) -> ModelRead:
+def metric_names(session: Session, job_ids: Sequence[uuid.UUID]) -> dict[uuid.UUID, list[str]]:
+    """The names of the per-step histories each job has (one query for a page of models)."""
+    out: dict[uuid.UUID, list[str]] = {}
+    if job_ids:
+        for job_id, name in session.execute(select(MetricPoint.job_id, MetricPoint.name)
+                                            .where(MetricPoint.job_id.in_(list(job_ids))).distinct()
+                                            .order_by(MetricPoint.job_id, MetricPoint.name)):
+            out.setdefault(job_id, []).append(name)
+    return out
+
+
+def model_to_read(row: FittedModel, metrics: Sequence[str] = ()) -> ModelRead:
+    """The model with its links; ``loss`` only when its fit recorded a loss history (``metrics``: the names
+    of the fit job's histories, from :func:`metric_names`), e.g. never for PCA or subspace clustering."""
     links = {"self": f"{API}/models/{row.id}", "bases": f"{API}/models/{row.id}/bases.npz",
              "job": f"{API}/jobs/{row.job_id}", "dataset": f"{API}/datasets/{row.dataset_id}",
-             "samples": f"{API}/models/{row.id}/samples",
-             "loss": f"{API}/jobs/{row.job_id}/metrics?name=loss", "plots": f"{API}/models/{row.id}/plots"}
+             "samples": f"{API}/models/{row.id}/samples", "plots": f"{API}/models/{row.id}/plots"}
+    links |= {name: f"{API}/jobs/{row.job_id}/metrics?name={name}" for name in metrics if name == "loss"}
     return ModelRead.model_validate(row).model_copy(update={"links": links})
 
 

@@ -24,13 +24,15 @@ def list_models(session: SessionDep, principal: CurrentKey, settings: SettingsDe
                 dataset_id: uuid.UUID | None = None) -> Page[ModelRead]:
     """List fitted models, newest first (cursor pagination)."""
     rows, nxt = results.list_models(session, principal, dataset_id, min(limit, settings.max_page_size), cursor)
-    return Page[ModelRead](items=[results.model_to_read(r) for r in rows], next_cursor=nxt)
+    names = results.metric_names(session, [r.job_id for r in rows])
+    return Page[ModelRead](items=[results.model_to_read(r, names.get(r.job_id, ())) for r in rows], next_cursor=nxt)
 
 
 @router.get("/{model_id}", responses=problems(404))
 def get_model(model_id: uuid.UUID, session: SessionDep, principal: CurrentKey) -> ModelRead:
-    """Show a fitted model: dims, weights, method, config and metrics (recovery_error, losses)."""
-    return results.model_to_read(results.get_model(session, principal, model_id))
+    """Show a fitted model: dims, weights, method, config and metrics; links.loss when the fit has a loss history."""
+    row = results.get_model(session, principal, model_id)
+    return results.model_to_read(row, results.metric_names(session, [row.job_id]).get(row.job_id, ()))
 
 
 @router.get("/{model_id}/bases.npz", response_class=Response, responses=OCTET | problems(404))
