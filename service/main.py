@@ -23,6 +23,7 @@ from service.limits import BodySizeLimitMiddleware
 from service.observability import Metrics, RequestMetricsMiddleware
 from service.results_page import router as results_page_router
 from service.routes import build_api_router, health, metrics
+from service.routes.events import openapi_without_item_schema
 from service.settings import ServiceSettings, get_settings
 from service.streams import JobWatcher
 
@@ -109,6 +110,7 @@ def create_app(settings: ServiceSettings | None = None) -> FastAPI:
     app.include_router(health.router)
     app.include_router(metrics.router)
     app.include_router(results_page_router)
+    openapi_without_item_schema(app)
     mount_docs(app)
     app.add_middleware(BodySizeLimitMiddleware, max_upload_bytes=settings.max_upload_bytes,
                        max_json_bytes=settings.max_json_bytes)

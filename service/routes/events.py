@@ -17,7 +17,7 @@ import uuid
 from collections.abc import AsyncIterator
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Request
+from fastapi import APIRouter, Depends, FastAPI, Request
 from fastapi.sse import EventSourceResponse, ServerSentEvent
 
 from db.enums import TERMINAL_STATUSES, JobStatus
@@ -62,6 +62,26 @@ SSE: Responses = {200: {
     "description": "A `retry:` line, then events `status`, `progress`, `end` (each: `id:`, `event:`, `data:` JSON) "
                    "and `: ping` comments after 15 s of silence; the stream ends with the job.",
 }}
+
+
+def openapi_without_item_schema(app: FastAPI) -> None:
+    """Keep the document OpenAPI 3.1: FastAPI adds 3.2's generic ``itemSchema`` next to our per-event
+    ``schema`` (above), and tools that see ``itemSchema`` read ``schema`` as the whole stream instead."""
+    generate = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        doc = generate()  # cached by FastAPI: the edit below happens once and stays
+        for path in doc.get("paths", {}).values():
+            for operation in path.values():
+                for response in operation.get("responses", {}).values():
+                    media = response.get("content", {}).get("text/event-stream")
+                    if media is not None and "schema" in media:
+                        media.pop("itemSchema", None)
+        return doc
+
+    app.openapi = openapi  # type: ignore[method-assign]
+
+
 TOO_MANY = problems(429)
 TOO_MANY[429] |= {"description": "Too many event streams open for this owner (`MOLRG_MAX_STREAMS_PER_OWNER`)",
                   "headers": {"Retry-After": {"description": "Seconds to wait before opening another stream",
