@@ -34,13 +34,26 @@ METHODS = spec.LOWRANK_METHODS
 
 @dataclass(frozen=True)
 class FitProgress:
-    """Progress report passed to a fit callback; returning True from the callback stops the fit."""
+    """Progress report passed to a fit callback; returning True from the callback stops the fit.
+
+    ``step`` of ``total_steps`` (optimiser steps, K-subspaces iterations, or 1/1 for PCA); restarts
+    all run batched in one pass, so ``fraction = step / total_steps`` is the fraction done. A fit
+    that ends early (converged) reports a last ``step == total_steps`` = the step it ended at.
+    ``loss``: mean over trials of the best restart's diffusion loss (None where there is none);
+    ``objective``: mean K-subspaces objective sum_i max_k ||U_k^T x_i||^2 (section 4), else None;
+    ``restarts``: restarts per trial run side by side.
+    """
 
     step: int
     total_steps: int
-    loss: float
-    restart: int
-    n_restarts: int
+    loss: float | None
+    objective: float | None = None
+    restarts: int = 1
+
+    @property
+    def fraction(self) -> float:
+        """Fraction of the fit done, in [0, 1]."""
+        return min(max(self.step / max(self.total_steps, 1), 0.0), 1.0)
 
 
 @dataclass
@@ -187,10 +200,12 @@ def _train(
             gnorm = rgrad.flatten(2).norm(dim=-1) / (2 * coef.kappa * energy.clamp_min(1e-30))[:, None]
             conv = gnorm < opts["tol"]
         if step % opts["callback_every"] == 0 or step == T:
-            if callback is not None and callback(FitProgress(step, T, float(history[:, step - 1].mean()), 0, R)):
-                stopped = True
+            done = model != "softmax" and bool(conv.all())
+            total = step if done else T  # an early stop is the last step: the report reads step/step
+            if callback is not None and callback(FitProgress(step, total, float(history[:, step - 1].mean()), None, R)):
+                stopped = not done
                 break
-            if model != "softmax" and bool(conv.all()):
+            if done:
                 break
     # Winner per trial: lowest final loss (exact, or a fixed-draw Monte-Carlo estimate for soft-max).
     if model == "softmax":
@@ -261,12 +276,12 @@ def fit_batched(
     if method == "pca":
         U = pca_bases(X, dims[0])
         if callback is not None:
-            info["stopped"] = bool(callback(FitProgress(1, 1, 0.0, 0, 1)))
+            info["stopped"] = bool(callback(FitProgress(1, 1, None)))
     elif method == "subspace_clustering":
         stop = {"flag": False}
 
         def ks_cb(it: int, total: int, obj: float) -> bool:
-            if callback is not None and callback(FitProgress(it, total, -obj, 0, opts["n_restarts"])):
+            if callback is not None and callback(FitProgress(it, total, None, obj, opts["n_restarts"])):
                 stop["flag"] = True
             return stop["flag"]
 

@@ -143,7 +143,9 @@ def k_subspaces(
     dims : d_k per component
     n_restarts : restarts per trial (batched), the best objective wins
     init : "data" (data-seeded, section 11) or "random" (uniform on the Stiefel manifold)
-    callback : optional f(iteration, max_iter, mean objective) -> bool (True stops)
+    callback : optional f(iteration, total, objective) -> bool (True stops); total = max_iter, or the
+        iteration itself on the last call of a converged run; objective: mean over trials of the
+        best restart's sum_i max_k ||U_k^T x_i||^2
 
     Returns
     -------
@@ -175,6 +177,8 @@ def k_subspaces(
             stalled = cur_obj <= prev_obj + 1e-12 * cur_obj.abs()
             converged = ((assign == prev) | ~valid[:, None]).all(-1) | stalled
             if bool(converged.all()):
+                if callback is not None:
+                    callback(it, it, float(cur_obj.amax(-1).mean()))  # the last iteration: it/it
                 break
         prev, prev_obj = assign, cur_obj
         z = torch.nn.functional.one_hot(assign, K).permute(0, 1, 3, 2).to(torch.float64) * valid[:, None, None]
@@ -189,7 +193,7 @@ def k_subspaces(
             Ure = top_subspace(Xd, zz.expand(B, R, K, N), dmax, spare) * mask
             U_new = torch.where(empty[..., None, None], Ure, U_new)
         U = U_new
-        if callback is not None and callback(it, max_iter, float(E.amax(-2).sum(-1).mean())):
+        if callback is not None and callback(it, max_iter, float(cur_obj.amax(-1).mean())):
             break
     obj = torch.einsum("bin,brknd->brkid", Xd, U).square().sum(-1).amax(-2)
     obj = (obj * valid[:, None]).sum(-1)  # (B, R)

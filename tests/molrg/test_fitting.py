@@ -76,3 +76,39 @@ def test_option_validation():
         fit_batched(X, [2], "diffusion", steps=0)
     with pytest.raises(ValueError, match="dims"):
         fit_batched(X, [6], "pca")
+
+
+def _worker_fraction(p: FitProgress) -> float:
+    """The fraction the worker derives (workers/pipelines.py: restarts as sequential passes)."""
+    total = max(int(p.total_steps), 1) * max(int(getattr(p, "n_restarts", 1) or 1), 1)
+    return (int(getattr(p, "restart", 0) or 0) * max(int(p.total_steps), 1) + int(p.step)) / total
+
+
+def test_progress_of_batched_restarts_reaches_one_with_the_true_last_step():
+    # K = 2 diffusion runs 2 restarts batched; early stop on convergence must end at step/step = 1.0.
+    b = sample_molrg_batch([0], 12, [2, 2], samples_per_component=6)
+    seen: list[FitProgress] = []
+    res = fit_batched(b.X, [2, 2], "diffusion", steps=4000, callback=seen.append, callback_every=25)
+    assert res.info["restarts"] == 2 and res.info["steps_run"] < 4000  # it stopped early
+    last = seen[-1]
+    assert last.step == last.total_steps == res.info["steps_run"]
+    assert last.fraction == 1.0 and _worker_fraction(last) == 1.0
+    assert all(0 < p.fraction <= 1 for p in seen) and last.loss is not None and last.objective is None
+
+
+def test_progress_runs_to_the_step_limit():
+    b = sample_molrg_batch([1], 10, [2], n_samples=5)
+    seen: list[FitProgress] = []
+    fit_batched(b.X, [2], "diffusion", steps=60, tol=1e-30, callback=seen.append, callback_every=25)
+    assert [(p.step, p.total_steps) for p in seen] == [(25, 60), (50, 60), (60, 60)]
+    assert seen[-1].fraction == 1.0
+
+
+def test_ksubspaces_progress_is_a_fraction_and_reports_the_objective_not_a_loss():
+    b = sample_molrg_batch([0, 1], 12, [2, 2], samples_per_component=6)
+    seen: list[FitProgress] = []
+    res = fit_batched(b.X, [2, 2], "subspace_clustering", callback=seen.append)
+    last = seen[-1]
+    assert last.fraction == 1.0 and _worker_fraction(last) == 1.0 and last.step == res.info["iterations"]
+    assert last.loss is None and last.objective == pytest.approx(float(res.sc_objective.mean()), rel=1e-6)
+    assert last.objective > 0
