@@ -52,6 +52,7 @@ sys.path.insert(0, str(ROOT))
 
 from tests.db.dbfixtures import create_pg_database, drop_pg_database, free_port  # noqa: E402
 from tests.reliability.faults import RedisServer  # noqa: E402
+from tests.reliability.serving import LiveProbe  # noqa: E402
 
 FIT = {"n_components": 1, "dims": [3], "method": "pca"}
 
@@ -195,43 +196,6 @@ async def _submit_many(url: str, key: str, dataset_id: str, n: int, concurrency:
 
 
 # --- Concurrency scenarios (issue 13): a 200-client closed loop; 100 open SSE streams + 50 polling clients ---
-
-PROBE = r"""
-import http.client, json, select, sys, time
-host, port, every = sys.argv[1], int(sys.argv[2]), float(sys.argv[3])
-lat, errors = [], []
-conn = http.client.HTTPConnection(host, port, timeout=10)
-while not select.select([sys.stdin], [], [], every)[0]:  # until the parent closes our stdin
-    t0 = time.perf_counter()
-    try:
-        conn.request("GET", "/health/live")
-        resp = conn.getresponse()
-        resp.read()
-        (lat.append(time.perf_counter() - t0) if resp.status == 200 else errors.append(resp.status))
-    except (OSError, http.client.HTTPException) as exc:
-        errors.append(repr(exc))
-        conn.close()
-        conn = http.client.HTTPConnection(host, port, timeout=10)
-print(json.dumps({"lat": lat, "errors": errors}))
-"""
-
-
-class LiveProbe:
-    """``GET /health/live`` every ``every`` s from a process of its own, so that the load generator's
-    event loop (which shares the cores) does not add to the latencies measured."""
-
-    def __init__(self, url: str, every: float = 0.02) -> None:
-        host, port = url.removeprefix("http://").rsplit(":", 1)
-        self.proc = subprocess.Popen([sys.executable, "-c", PROBE, host, port, str(every)],
-                                     stdin=subprocess.PIPE, stdout=subprocess.PIPE)
-
-    def stop(self) -> dict[str, Any]:
-        out, _ = self.proc.communicate(timeout=30)
-        data = json.loads(out)
-        lat = data["lat"]
-        return {**_summary(lat), "max_ms": round(max(lat, default=float("nan")) * 1e3, 1),
-                "errors": len(data["errors"]), "error_samples": data["errors"][:5]}
-
 
 def _tally(statuses: dict[int, int], errors: list[str], status: int, what: str) -> None:
     statuses[status] = statuses.get(status, 0) + 1
