@@ -15,7 +15,7 @@ import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
-from sqlalchemy import delete, select
+from sqlalchemy import ColumnElement, delete, select
 from sqlalchemy.orm import Session
 
 from db.enums import TERMINAL_STATUSES, JobKind
@@ -60,7 +60,7 @@ class Blocker:
     chunk: int | None = None
 
 
-def _param_is(key: str, values: Iterable[uuid.UUID]) -> object:
+def _param_is(key: str, values: Iterable[uuid.UUID]) -> ColumnElement[bool]:
     return Job.params[key].as_string().in_([str(v) for v in values])
 
 
