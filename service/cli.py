@@ -99,6 +99,11 @@ def migrate(data_dir: str | None) -> None:
     click.echo(f"database at head: {settings.database_url.split('@')[-1]}")
 
 
+# On SIGTERM uvicorn waits for open requests; an event stream lasts as long as its job (up to an hour), so
+# after this grace the streams still open are cancelled (their clients reconnect or poll) and we exit.
+SHUTDOWN_GRACE_S = 10
+
+
 @cli.command()
 @click.option("--host", default="127.0.0.1", show_default=True)
 @click.option("--port", default=8000, show_default=True, type=int)
@@ -137,11 +142,12 @@ def up(host: str, port: int, data_dir: str | None, workers: int, no_worker: bool
         # (MOLRG_DATA_DIR is set by --data-dir above) and handles SIGINT/SIGTERM itself.
         try:
             uvicorn.run("service.main:create_app", factory=True, host=host, port=port, workers=api_workers,
-                        log_level="info")
+                        log_level="info", timeout_graceful_shutdown=SHUTDOWN_GRACE_S)
         finally:
             supervisor.stop()
         return
-    server = uvicorn.Server(uvicorn.Config(create_app(settings), host=host, port=port, log_level="info"))
+    server = uvicorn.Server(uvicorn.Config(create_app(settings), host=host, port=port, log_level="info",
+                                           timeout_graceful_shutdown=SHUTDOWN_GRACE_S))
     received: list[int] = []
     # uvicorn handles SIGINT/SIGTERM itself, then re-raises the signal to the handler that was installed
     # before it: make that one only record it, so the workers are stopped and we exit cleanly.

@@ -240,3 +240,58 @@ def test_keepalive_pings_come_from_fastapi(serve: Callable[..., Served], sqlite_
                 break
     assert lines[0] == "retry: 2000" and ": ping" in lines
     assert [line for line in lines if line.startswith("event:")] == ["event: status", "event: progress"]
+
+
+def test_molrg_up_exits_on_sigterm_with_a_stream_open(tmp_path: Path) -> None:
+    """uvicorn waits for open requests on SIGTERM; an open event stream must not keep ``molrg up`` alive."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import threading
+
+    data, port = tmp_path / "data", free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MOLRG_")}
+    exe = str(Path(sys.executable).parent / "molrg")
+    proc = subprocess.Popen([exe, "up", "--no-worker", "--port", str(port), "--data-dir", str(data)], env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    try:
+        url = f"http://127.0.0.1:{port}"
+        deadline = time.monotonic() + 60
+        while not (data / "api-key").exists() or not _ready(url):
+            assert proc.poll() is None and time.monotonic() < deadline, "molrg up did not start"
+            time.sleep(0.2)
+        h = {"Authorization": f"Bearer {(data / 'api-key').read_text().strip()}"}
+        ds = httpx.post(url + "/api/v1/datasets", headers=h, json={"name": "s", "synthetic": {
+            "ambient_dim": 8, "dims": [2], "n_samples": 6, "seed": 0}}).raise_for_status().json()
+        job = httpx.post(url + "/api/v1/fits", headers=h, json={"dataset_id": ds["id"], "n_components": 1,
+                                                                "dims": [2], "method": "pca"}).raise_for_status().json()
+        opened = threading.Event()
+
+        def hold() -> None:
+            try:
+                with httpx.stream("GET", f"{url}/api/v1/jobs/{job['id']}/events", headers=h, timeout=60) as r:
+                    for _line in r.iter_lines():
+                        opened.set()
+            except httpx.HTTPError:
+                pass
+            finally:
+                opened.set()
+
+        threading.Thread(target=hold, daemon=True).start()
+        assert opened.wait(30)
+        t0 = time.monotonic()
+        os.killpg(proc.pid, signal.SIGTERM)
+        proc.wait(timeout=30)
+        assert time.monotonic() - t0 < 25
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+
+
+def _ready(url: str) -> bool:
+    try:
+        return httpx.get(url + "/health/ready", timeout=2).status_code == 200
+    except httpx.HTTPError:
+        return False
