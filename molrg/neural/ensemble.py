@@ -151,9 +151,8 @@ class StackedNetworks:
 
     def member_module(self, member: int = 0) -> Preconditioned:
         """Member ``member`` as a standalone ``nn.Module`` ``D(x, sigma)`` (a copy of its weights)."""
-        net = build_backbone(self.config, self.n)
+        net = build_backbone(self.config, self.n).to(device=self.device, dtype=self.dtype)
         net.load_state_dict({k: v.detach().clone() for k, v in self.member_params(member).items()})
-        net = net.to(device=self.device, dtype=self.dtype)
         return Preconditioned(net, float(self.sigma_data[member]))
 
     def copy(self) -> StackedNetworks:

@@ -155,12 +155,12 @@ def train_ensemble(
     t0 = time.perf_counter()
     step, stopped = 0, False
     while step < config.steps and not stopped:
-        S = min(chunk, config.steps - step)
-        idx = torch.stack([torch.randint(counts[b], (S, bs), generator=g, device=dev) for b, g in enumerate(gens)])
-        sig = torch.stack([sample_training_sigmas((S, bs), g, p_mean=config.p_mean, p_std=config.p_std, dtype=dtype)
+        # always a full chunk, so a member's draws do not depend on config.steps either
+        idx = torch.stack([torch.randint(counts[b], (chunk, bs), generator=g, device=dev) for b, g in enumerate(gens)])
+        sig = torch.stack([sample_training_sigmas((chunk, bs), g, p_mean=config.p_mean, p_std=config.p_std, dtype=dtype)
                            for g in gens])
-        eps = torch.stack([torch.randn((S, bs, n), generator=g, dtype=dtype, device=dev) for g in gens])
-        for j in range(S):
+        eps = torch.stack([torch.randn((chunk, bs, n), generator=g, dtype=dtype, device=dev) for g in gens])
+        for j in range(min(chunk, config.steps - step)):
             lr = learning_rate(config, step)
             for group in opt.param_groups:
                 group["lr"] = lr
