@@ -52,7 +52,7 @@ def test_events_owner_scoped_and_problem_json(embedded_stack: Stack) -> None:
 
 def test_generator_dedups_and_ends() -> None:
     """Unit: one event per change of status or progress, then ``end`` (no server, fake snapshots).
-    (The ``: ping`` keep-alives come from FastAPI's SSE support: tests/reliability/test_streams.py.)"""
+    (The ``: ping`` keep-alives come from FastAPI's SSE support: tests/reliability/test_concurrency.py.)"""
     import asyncio
     import json
     from collections.abc import AsyncIterator
