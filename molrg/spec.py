@@ -64,9 +64,17 @@ class _LossOptions(_Spec):
     """How the reported diffusion loss of a low-rank model is computed (section 2), and centring."""
 
     schedule: Schedule = Field("edm", description="Forward process of the loss: vp, ve or edm (section 2).")
-    weighting: Weighting = Field("unit", description="lambda_t of the loss: unit, or edm's (sigma^2+sd^2)/(sigma sd)^2.")
+    weighting: Weighting | None = Field(
+        None, description="lambda_t of the loss: unit, or edm's (sigma^2+sd^2)/(sigma sd)^2 (sd: sigma_data, default "
+                          "the data scale); default edm for the softmax model, unit for the exact losses.")
     n_quad: int = Field(64, ge=2, le=4096, description="Quadrature nodes over t of the exact expected loss.")
     center: bool = Field(False, description="Fit about the data mean (subtract it first); off: subspaces through 0.")
+
+    def resolved_weighting(self, model: str | None = None) -> str:
+        """lambda_t used: the option, else edm for the soft-max model and unit for the exact losses."""
+        if self.weighting is not None:
+            return self.weighting
+        return "edm" if model == "softmax" else "unit"
 
 
 class PCAOptions(_LossOptions):
@@ -94,7 +102,8 @@ class DiffusionOptions(_LossOptions):
                                    description="Monte-Carlo batch of the soft-max loss (default 64).")
     optimizer: Optimizer = Field("adam", description="Riemannian adam or sgd on the Stiefel manifold.")
     retraction: Retraction = Field("qr", description="Retraction onto the Stiefel manifold: qr or polar.")
-    tol: float = Field(1e-5, gt=0, lt=1, description="Convergence: relative Riemannian gradient norm below tol.")
+    tol: float | None = Field(None, gt=0, lt=1, description="Convergence of the exact-loss models: estimated distance "
+                                                           "to a local optimum below tol (default 1e-5).")
     callback_every: int = Field(25, ge=1, le=1_000_000, description="Steps between progress reports.")
     sigma_data: float | None = Field(None, gt=0, le=1e6,
                                      description="Data scale of the soft-max loss's EDM weighting; default from data.")
@@ -265,6 +274,11 @@ def fit_errors(method: str, n_components: int, dims: list[int], options: _Spec, 
                 if getattr(options, name) is not None:
                     out.append(FieldIssue(f"options.{name}", f"applies to the Monte-Carlo softmax model only; "
                                                              f"model {model} is trained on the exact loss"))
+        elif options.tol is not None:
+            out.append(FieldIssue("options.tol", "the Monte-Carlo softmax model has no convergence test; "
+                                                 "tol applies to the exact-loss models"))
+        if options.sigma_data is not None and options.resolved_weighting(model) != "edm":
+            out.append(FieldIssue("options.sigma_data", "only used by weighting edm"))
     if isinstance(options, NeuralOptions):
         if options.architecture == "unet" and _square_image(n_features) is None:
             out.append(FieldIssue("options.architecture",

@@ -21,6 +21,7 @@ from molrg.analysis.metrics import subspace_clustering_objective
 from molrg.bases import column_mask
 from molrg.lowrank.ksubspaces import k_subspaces, seed_bases, valid_rows
 from molrg.lowrank.losses import (
+    LossCoefficients,
     hardmax_loss_and_grad,
     loss_coefficients,
     row_weights,
@@ -28,8 +29,10 @@ from molrg.lowrank.losses import (
 )
 from molrg.lowrank.pca import pca_bases
 from molrg.lowrank.stiefel import StiefelOptimizer, random_stiefel
+from molrg.sampling.schedules import get_schedule, loss_weight
 
 METHODS = spec.LOWRANK_METHODS
+KSUBSPACES_INIT_RESTARTS = 10  # restarts of the K-subspaces run behind init="ksubspaces"
 
 
 @dataclass(frozen=True)
@@ -113,7 +116,23 @@ def _validate(X: Tensor, dims: Sequence[int], method: str, options: dict[str, An
                 opts["lr"] = 0.2 if opts["optimizer"] == "adam" else 0.5
             else:
                 opts["lr"] = (0.05 if opts["init"] == "random" else 0.005) * (1 if opts["optimizer"] == "adam" else 10)
+    opts["weighting"] = typed.resolved_weighting(opts.get("model"))  # type: ignore[attr-defined]
+    if method == "diffusion" and opts["tol"] is None:
+        opts["tol"] = 1e-5
     return opts
+
+
+def _sigma_data(X: Tensor, opts: dict[str, Any], w: Tensor) -> Tensor | float:
+    """sigma_data of the EDM weight: the option (soft-max), or per trial sqrt(tr(X^T X)/(N n)) (B,) (section 2)."""
+    if opts.get("sigma_data") is not None:
+        return float(opts["sigma_data"])
+    return ((w * X.square().sum(-1)).sum(-1) / X.shape[-1]).sqrt().clamp_min(1e-8)
+
+
+def _coefficients(X: Tensor, opts: dict[str, Any], w: Tensor) -> LossCoefficients:
+    """Key-identity coefficients under the chosen schedule, n_quad and weighting (section 4)."""
+    sd = _sigma_data(X, opts, w) if opts["weighting"] == "edm" else 0.5
+    return loss_coefficients(opts["schedule"], opts["n_quad"], opts["weighting"], sd)
 
 
 def _cluster_weights(X: Tensor, U: Tensor, valid: Tensor) -> Tensor:
@@ -147,7 +166,7 @@ def _initial_bases(
             U[:, :, k, :, :d_k] = Q[..., cols]
             start += d_k
     else:
-        ks = k_subspaces(X, dims, n_restarts=opts.get("ks_restarts", 10), seed=int(g.initial_seed()), n_valid=opts["n_valid"])
+        ks = k_subspaces(X, dims, n_restarts=KSUBSPACES_INIT_RESTARTS, seed=int(g.initial_seed()), n_valid=opts["n_valid"])
         U = ks.bases.to(torch.float64)[:, None].expand(B, R, K, n, dmax)
         info["ksubspaces_objective"] = ks.objective.tolist()
     return (U * column_mask(dims, dmax, like=U)).to(device=X.device, dtype=X.dtype).contiguous(), info
@@ -164,40 +183,49 @@ def _train(
     w = row_weights(X, opts["n_valid"])  # (B, N)
     U, info = _initial_bases(X, dims, opts["init"], R, g, valid, opts)
     opt = StiefelOptimizer(dims, opts["optimizer"], opts["retraction"])
-    coef = loss_coefficients(opts["schedule"], opts["n_quad"], opts["weighting"])
+    coef = _coefficients(X, opts, w)
+    kappa = torch.as_tensor(coef.kappa, dtype=X.dtype, device=X.device).expand(B)  # (B,)
     energy = (w * X.square().sum(-1)).sum(-1)  # (B,) tr(X^T X)/N
-    Xr, wr = X[:, None], w[:, None]
     history = torch.zeros(B, T, dtype=X.dtype, device=X.device)
     lr0 = float(opts["lr"])
     if model == "softmax":
         nv = valid.sum(-1).to(X.dtype)
-        sd = opts["sigma_data"]
-        sigma_data = (energy / n).sqrt().clamp_min(1e-8)[:, None, None] if sd is None else float(sd)
+        sched = get_schedule(opts["schedule"])
+        sd = _sigma_data(X, opts, w)
+        sigma_data = sd[:, None, None] if isinstance(sd, Tensor) else sd
         log_pi = X.new_full((K,), -math.log(K))
         M = opts["batch_size"]
+
+        def draws(gen: torch.Generator, Rd: int, Md: int) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+            """Minibatch x0 (B, Rd, Md, n), s_t, gamma_t, lambda_t and eps from the schedule's p(t) (section 2)."""
+            u = torch.rand((Rd, Md), generator=gen, dtype=torch.float64).to(X.device)
+            idx = (u[None] * nv[:, None, None]).long().clamp_max(N - 1).reshape(B, Rd * Md)
+            x0 = torch.gather(X, 1, idx[..., None].expand(B, Rd * Md, n)).view(B, Rd, Md, n)
+            t = sched.sample_t(Rd * Md, gen).reshape(Rd, Md).to(X.device)
+            s_t, g_t = sched.s(t).to(X.dtype), sched.gamma(t).to(X.dtype)
+            lam = loss_weight(opts["weighting"], s_t, g_t, sigma_data)
+            eps = torch.randn((Rd, Md, n), generator=gen, dtype=torch.float64).to(X)
+            return x0, s_t.expand(B, Rd, Md), g_t.expand(B, Rd, Md), lam.expand(B, Rd, Md), eps.expand(B, Rd, Md, n)
+
     step, stopped, conv = 0, False, torch.zeros(B, R, dtype=torch.bool, device=X.device)
     gnorm = torch.full((B, R), float("inf"), dtype=X.dtype, device=X.device)
     for step in range(1, T + 1):
         lr = lr0 * (0.01 + 0.99 * 0.5 * (1 + math.cos(math.pi * (step - 1) / T)))  # cosine decay
         if model == "softmax":
-            u = torch.rand((R, M), generator=g, dtype=torch.float64).to(X.device)
-            idx = (u[None] * nv[:, None, None]).long().clamp_max(N - 1)  # (B, R, M)
-            x0 = torch.gather(Xr.expand(B, R, N, n), 2, idx[..., None].expand(B, R, M, n))
-            sigma = torch.exp(-1.2 + 1.2 * torch.randn((R, M), generator=g, dtype=torch.float64)).to(X)
-            eps = torch.randn((R, M, n), generator=g, dtype=torch.float64).to(X)
+            x0, s_t, g_t, lam, eps = draws(g, R, M)
             Ug = U.detach().requires_grad_(True)
-            loss = softmax_mc_loss(Ug, x0, sigma.expand(B, R, M), eps.expand(B, R, M, n), dims, log_pi, sigma_data)
+            loss = softmax_mc_loss(Ug, x0, s_t, g_t, eps, dims, log_pi, lam)
             (egrad,) = torch.autograd.grad(loss.sum(), Ug)
             loss = loss.detach()
         else:
-            loss, egrad, _ = hardmax_loss_and_grad(U, Xr, dims, coef, wr)
+            loss, egrad, _ = hardmax_loss_and_grad(U, X, dims, coef, w)
         if opts["optimizer"] == "sgd":
             # Scale-free step: gradient of the loss normalised by kappa tr(X^T X)/N (per trial).
-            egrad = egrad / (max(coef.kappa, 1e-30) * energy.clamp_min(1e-30))[:, None, None, None, None]
+            egrad = egrad / (kappa.clamp_min(1e-30) * energy.clamp_min(1e-30))[:, None, None, None, None]
         U, rgrad = opt.step(U, egrad, lr)
         history[:, step - 1] = loss.min(-1).values
         if model != "softmax":
-            gnorm = rgrad.flatten(2).norm(dim=-1) / (2 * coef.kappa * energy.clamp_min(1e-30))[:, None]
+            gnorm = rgrad.flatten(2).norm(dim=-1) / (2 * kappa * energy.clamp_min(1e-30))[:, None]
             conv = gnorm < opts["tol"]
         if step % opts["callback_every"] == 0 or step == T:
             done = model != "softmax" and bool(conv.all())
@@ -210,16 +238,12 @@ def _train(
     # Winner per trial: lowest final loss (exact, or a fixed-draw Monte-Carlo estimate for soft-max).
     if model == "softmax":
         ge = torch.Generator().manual_seed(int(g.initial_seed()) + 1)
-        Me = 512
-        u = torch.rand((Me,), generator=ge, dtype=torch.float64).to(X.device)
-        idx = (u[None] * nv[:, None]).long().clamp_max(N - 1)
-        x0 = torch.gather(X, 1, idx[..., None].expand(B, Me, n))[:, None].expand(B, R, Me, n)
-        sigma = torch.exp(-1.2 + 1.2 * torch.randn((Me,), generator=ge, dtype=torch.float64)).to(X)
-        eps = torch.randn((Me, n), generator=ge, dtype=torch.float64).to(X)
+        x0, s_t, g_t, lam, eps = draws(ge, 1, 512)
         with torch.no_grad():
-            final = softmax_mc_loss(U, x0, sigma.expand(B, R, Me), eps.expand(B, R, Me, n), dims, log_pi, sigma_data)
+            final = softmax_mc_loss(U, x0.expand(B, R, 512, n), s_t.expand(B, R, 512), g_t.expand(B, R, 512),
+                                    eps.expand(B, R, 512, n), dims, log_pi, lam.expand(B, R, 512))
     else:
-        final, _, _ = hardmax_loss_and_grad(U, Xr, dims, coef, wr)
+        final, _, _ = hardmax_loss_and_grad(U, X, dims, coef, w)
     best = final.argmin(-1)
     bi = torch.arange(B, device=X.device)
     info.update(
@@ -251,11 +275,17 @@ def fit_batched(
     method : "pca" (K = 1), "subspace_clustering" or "diffusion"
     seed : seed of the one torch.Generator used by the fit (inits, restarts, Monte-Carlo draws)
     callback : f(FitProgress) -> bool; True stops the fit early (info["stopped"] = True)
-    options : common: n_valid (B ints), schedule ("vp"|"ve"|"edm"), weighting ("unit"|"edm"), n_quad;
+    options : common: n_valid (B ints), schedule ("vp"|"ve"|"edm"), weighting ("unit"|"edm"; default
+        "edm" for the soft-max model, else "unit"), n_quad, sigma_data (weighting "edm" only; default
+        the per-trial data scale sqrt(tr(X^T X)/(N n)));
         subspace_clustering: n_restarts, max_iter, init ("data"|"random");
         diffusion: model ("auto": linear for K = 1, hardmax for K >= 2 | "linear" | "hardmax" |
-        "softmax"), lr, steps, restarts, init ("random"|"data"|"pca"|"ksubspaces"), batch_size,
-        optimizer ("adam"|"sgd"), retraction ("qr"|"polar"), tol, callback_every, sigma_data.
+        "softmax"), lr, steps, restarts, init ("random"|"data"|"pca"|"ksubspaces": K-subspaces with
+        10 data-seeded restarts), batch_size (soft-max only), optimizer ("adam"|"sgd"), retraction
+        ("qr"|"polar"), tol (exact-loss models only), callback_every.
+        Soft-max training draws t from the schedule's p(t) and weights the error by lambda_t; the
+        exact losses integrate both by quadrature (n_quad nodes). Options that would change
+        nothing for the chosen model are refused.
         Diffusion defaults: steps 2000 (stops early once every trial's relative Riemannian gradient
         norm < tol = 1e-5), init "random" for K = 1 else "data", restarts 1 for K = 1 / soft-max
         else 2, Adam lr 0.2 (exact loss) or 0.05 / 0.005 (soft-max from random / seeded init).
@@ -298,8 +328,8 @@ def fit_batched(
         U, history, tinfo = _train(X, dims, opts, g, callback)
         info.update(tinfo)
     U = U.to(X.dtype) * column_mask(dims, max(dims), like=X)
-    coef = loss_coefficients(opts["schedule"], opts["n_quad"], opts["weighting"])
-    dloss = hardmax_loss_and_grad(U, X, dims, coef, row_weights(X, opts["n_valid"]))[0]
+    w = row_weights(X, opts["n_valid"])
+    dloss = hardmax_loss_and_grad(U, X, dims, _coefficients(X, opts, w), w)[0]
     if method == "diffusion" and opts["model"] == "softmax":
         weights = X.new_full((B, len(dims)), 1.0 / len(dims))
     else:

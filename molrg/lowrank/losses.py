@@ -3,6 +3,8 @@
 * Exact expected loss (closed form over eps by the key identity of section 4, and over t by a
   quadrature of p(t) weighted by lambda_t) for the K = 1 linear model and the hard-max surrogate.
 * Monte-Carlo denoising loss of the soft-max model (section 3) through molrg.lowrank.analytic.posterior_mean.
+
+The schedules (s_t, gamma_t, p(t)) and weights lambda_t are those of :mod:`molrg.sampling.schedules`.
 """
 
 from __future__ import annotations
@@ -11,78 +13,67 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-import numpy as np
 import torch
 from torch import Tensor
 
-SCHEDULES = ("vp", "ve", "edm")
-WEIGHTINGS = ("unit", "edm")
-VP_BETA_MIN, VP_BETA_MAX, VP_T_MIN = 0.1, 20.0, 1e-3
-VE_SIGMA_MIN, VE_SIGMA_MAX = 0.002, 80.0
-EDM_P_MEAN, EDM_P_STD = -1.2, 1.2
+from molrg.sampling.schedules import SCHEDULES, WEIGHTINGS, get_schedule, loss_weight
+
+__all__ = [
+    "SCHEDULES",
+    "WEIGHTINGS",
+    "LossCoefficients",
+    "hardmax_loss_and_grad",
+    "key_identity_loss",
+    "loss_coefficients",
+    "row_weights",
+    "softmax_mc_loss",
+    "time_quadrature",
+]
 
 
 @dataclass(frozen=True)
 class LossCoefficients:
-    """E_t lambda_t-weighted scalars of the key identity: l = A||x||^2 - kappa||U^T x||^2 + D d (section 4)."""
+    """E_t lambda_t-weighted scalars of the key identity: l = A||x||^2 - kappa||U^T x||^2 + D d (section 4).
 
-    A: float  # E_t lambda_t
-    kappa: float  # E_t lambda_t (2 alpha_t - alpha_t^2)
-    D: float  # E_t lambda_t c_t^2 gamma_t^2
+    Floats, or Tensors of shape (B,) (one value per trial, e.g. with a per-trial sigma_data).
+    """
 
-
-def _vp_s(t: np.ndarray) -> np.ndarray:
-    """VP signal scale s_t = exp(-1/2 int_0^t beta) (spec section 2)."""
-    return np.exp(-0.5 * (VP_BETA_MIN * t + 0.5 * (VP_BETA_MAX - VP_BETA_MIN) * t**2))
+    A: float | Tensor  # E_t lambda_t
+    kappa: float | Tensor  # E_t lambda_t (2 alpha_t - alpha_t^2)
+    D: float | Tensor  # E_t lambda_t c_t^2 gamma_t^2
 
 
 def time_quadrature(
-    schedule: str = "edm", n_nodes: int = 64, weighting: str = "unit", sigma_data: float = 0.5
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    schedule: str = "edm", n_nodes: int = 64, weighting: str = "unit", sigma_data: float | Tensor = 0.5
+) -> tuple[Tensor, Tensor, Tensor]:
     """Nodes (s_t, gamma_t) and weights w_j ~ p(t_j) lambda_{t_j} of E_{t~p(t)} lambda_t f(t) (section 2).
 
-    vp: t ~ U[t_min, 1] (Gauss-Legendre); ve: log sigma ~ U[log 0.002, log 80] (Gauss-Legendre);
-    edm: ln sigma ~ N(-1.2, 1.2^2) (Gauss-Hermite). weighting: lambda = 1 ("unit") or the EDM
-    weight (sigma^2 + sigma_data^2) / (sigma sigma_data)^2 with sigma = gamma_t / s_t ("edm").
+    p(t) and (s_t, gamma_t) come from :func:`molrg.sampling.schedules.get_schedule` (vp: t ~ U[t_min, 1];
+    ve: ln sigma ~ U[ln 0.002, ln 80]; edm: ln sigma ~ N(-1.2, 1.2^2)); lambda_t from
+    :func:`molrg.sampling.schedules.loss_weight`. A Tensor sigma_data of shape (B,) gives weights (B, n_nodes).
     """
     if schedule not in SCHEDULES:
         raise ValueError(f"schedule: expected one of {SCHEDULES}, got {schedule!r}")
     if weighting not in WEIGHTINGS:
         raise ValueError(f"weighting: expected one of {WEIGHTINGS}, got {weighting!r}")
-    if schedule == "edm":
-        z, w = np.polynomial.hermite_e.hermegauss(n_nodes)
-        w = w / math.sqrt(2 * math.pi)
-        sigma = np.exp(EDM_P_MEAN + EDM_P_STD * z)
-        s, gamma = np.ones_like(sigma), sigma
-    else:
-        u, w = np.polynomial.legendre.leggauss(n_nodes)
-        w = w / 2.0
-        if schedule == "vp":
-            t = VP_T_MIN + (1 - VP_T_MIN) * (u + 1) / 2
-            s = _vp_s(t)
-            gamma = np.sqrt(1 - s**2)
-        else:
-            lo, hi = math.log(VE_SIGMA_MIN), math.log(VE_SIGMA_MAX)
-            sigma = np.exp(lo + (hi - lo) * (u + 1) / 2)
-            s, gamma = np.ones_like(sigma), sigma
-    if weighting == "edm":
-        sig = gamma / s
-        w = w * (sig**2 + sigma_data**2) / (sig * sigma_data) ** 2
-    return s, gamma, w
+    sched = get_schedule(schedule)
+    t, w = sched.quadrature(n_nodes)
+    s, gamma = sched.s(t), sched.gamma(t)
+    sd = sigma_data.to(torch.float64)[..., None] if isinstance(sigma_data, Tensor) else float(sigma_data)
+    return s, gamma, w * loss_weight(weighting, s, gamma, sd)
 
 
 def loss_coefficients(
-    schedule: str = "edm", n_nodes: int = 64, weighting: str = "unit", sigma_data: float = 0.5
+    schedule: str = "edm", n_nodes: int = 64, weighting: str = "unit", sigma_data: float | Tensor = 0.5
 ) -> LossCoefficients:
     """Integrate the key-identity scalars over p(t) lambda_t (section 4): alpha_t = s_t^2/(s_t^2+gamma_t^2)."""
     s, gamma, w = time_quadrature(schedule, n_nodes, weighting, sigma_data)
     c = s / (s**2 + gamma**2)
     alpha = c * s
-    return LossCoefficients(
-        A=float(np.sum(w)),
-        kappa=float(np.sum(w * (2 * alpha - alpha**2))),
-        D=float(np.sum(w * c**2 * gamma**2)),
-    )
+    A, kappa, D = w.sum(-1), (w * (2 * alpha - alpha**2)).sum(-1), (w * c**2 * gamma**2).sum(-1)
+    if A.ndim == 0:
+        return LossCoefficients(A=float(A), kappa=float(kappa), D=float(D))
+    return LossCoefficients(A=A, kappa=kappa, D=D)
 
 
 def key_identity_loss(U: Tensor, x: Tensor, s_t: float, gamma_t: float) -> Tensor:
@@ -92,12 +83,6 @@ def key_identity_loss(U: Tensor, x: Tensor, s_t: float, gamma_t: float) -> Tenso
     d = U.shape[-1]
     proj = ((x @ U) ** 2).sum(-1)
     return (x**2).sum(-1) - (2 * alpha - alpha**2) * proj + c**2 * gamma_t**2 * d
-
-
-def component_energies(U: Tensor, X: Tensor) -> Tensor:
-    """||U_k^T x_i||^2 for U (..., K, n, dmax), X (..., N, n) -> (..., N, K)."""
-    P = torch.einsum("...in,...knd->...ikd", X, U)
-    return (P**2).sum(-1)
 
 
 def row_weights(X: Tensor, n_valid: Tensor | None) -> Tensor:
@@ -110,80 +95,80 @@ def row_weights(X: Tensor, n_valid: Tensor | None) -> Tensor:
     return valid.to(X.dtype) / nv.to(X.dtype)
 
 
+def _per_trial(c: float | Tensor, like: Tensor, ndim: int) -> float | Tensor:
+    """A coefficient (float or (B,)) shaped to broadcast against a (B, ...) tensor of ``ndim`` dims."""
+    if isinstance(c, Tensor):
+        return c.to(like).reshape(-1, *([1] * (ndim - 1)))
+    return c
+
+
 def hardmax_loss_and_grad(
     U: Tensor, X: Tensor, dims: Sequence[int], coef: LossCoefficients, weights: Tensor
 ) -> tuple[Tensor, Tensor, Tensor]:
     """Exact expected hard-max (K >= 2) / linear (K = 1) diffusion loss and its Euclidean gradient (section 4).
 
     l(U) = sum_i w_i [A ||x_i||^2 - kappa ||U_{k(i)}^T x_i||^2 + D d_{k(i)}], k(i) = argmax_k ||U_k^T x_i||
-    (the indicator is held fixed when differentiating, as in the paper's surrogate).
+    (the indicator is held fixed when differentiating, as in the paper's surrogate). All restarts share
+    X through one (B, N, n) x (B, n, R K dmax) product (no copy of X per restart).
 
     Parameters
     ----------
-    U : Tensor of shape (..., K, n, dmax), padded bases
-    X : Tensor of shape (..., N, n)
-    weights : Tensor of shape (..., N), per-row weights (1/N, 0 for padding rows)
+    U : Tensor of shape (B, *R, K, n, dmax), padded bases (R: any restart dims, possibly none)
+    X : Tensor of shape (B, N, n)
+    weights : Tensor of shape (B, N), per-row weights (1/N, 0 for padding rows)
 
     Returns
     -------
-    loss (...), egrad (..., K, n, dmax), assignment (..., N) int64
+    loss (B, *R), egrad (B, *R, K, n, dmax), assignment (B, *R, N) int64
     """
-    lead = torch.broadcast_shapes(U.shape[:-3], X.shape[:-2])
-    K, n, dmax = U.shape[-3:]
-    N = X.shape[-2]
-    Xf = X.expand(*lead, N, n).reshape(-1, 1, N, n)
-    Uf = U.expand(*lead, K, n, dmax).reshape(-1, K, n, dmax)
-    P = torch.matmul(Xf, Uf).reshape(*lead, K, N, dmax)  # (..., K, N, dmax)
-    energies = (P**2).sum(-1)  # (..., K, N)
-    assign = energies.argmax(-2)  # (..., N)
-    onehot = torch.nn.functional.one_hot(assign, U.shape[-3]).to(X.dtype).transpose(-1, -2)  # (..., K, N)
-    z = onehot * weights.unsqueeze(-2)
+    B, N, n = X.shape
+    K, dmax = U.shape[-3], U.shape[-1]
+    U = U.expand(B, *U.shape[1:])
+    mid = tuple(U.shape[1:-3])
+    M = math.prod(mid) * K  # restarts x components
+    Ut = U.reshape(B, M, n, dmax).permute(0, 2, 1, 3).reshape(B, n, M * dmax)
+    P = torch.bmm(X, Ut).view(B, N, M, dmax)
+    energies = P.square().sum(-1).view(B, N, -1, K)  # (B, N, R', K)
+    assign = energies.argmax(-1)  # (B, N, R')
+    z = torch.nn.functional.one_hot(assign, K).to(X.dtype) * weights[:, :, None, None]  # (B, N, R', K)
     d = torch.as_tensor(list(dims), dtype=X.dtype, device=X.device)
-    sel = (z * energies).sum((-1, -2))
-    loss = coef.A * (weights * (X**2).sum(-1)).sum(-1) - coef.kappa * sel + coef.D * (z.sum(-1) * d).sum(-1)
-    ZP = (z.unsqueeze(-1) * P).reshape(-1, K, N, dmax)
-    egrad = -2.0 * coef.kappa * torch.matmul(Xf.transpose(-1, -2), ZP).reshape(*lead, K, n, dmax)
-    return loss, egrad, assign
-
-
-def hardmax_loss(U: Tensor, X: Tensor, dims: Sequence[int], coef: LossCoefficients, weights: Tensor) -> Tensor:
-    """Exact expected hard-max / linear loss only (see :func:`hardmax_loss_and_grad`)."""
-    return hardmax_loss_and_grad(U, X, dims, coef, weights)[0]
-
-
-def edm_weight(sigma: Tensor, sigma_data: Tensor | float) -> Tensor:
-    """EDM loss weight lambda(sigma) = (sigma^2 + sigma_data^2) / (sigma sigma_data)^2."""
-    return (sigma**2 + sigma_data**2) / (sigma * sigma_data) ** 2
+    sel = (z * energies).sum((1, 3))  # (B, R')
+    dsum = (z.sum(1) * d).sum(-1)  # (B, R')
+    e0 = (weights * X.square().sum(-1)).sum(-1, keepdim=True)  # (B, 1)
+    loss = _per_trial(coef.A, X, 2) * e0 - _per_trial(coef.kappa, X, 2) * sel + _per_trial(coef.D, X, 2) * dsum
+    ZP = (z.view(B, N, M, 1) * P).view(B, N, M * dmax)
+    G = torch.bmm(X.transpose(1, 2), ZP).view(B, n, M, dmax).permute(0, 2, 1, 3)
+    egrad = (-2.0 * _per_trial(coef.kappa, X, 4)) * G.reshape(B, *mid, K, n, dmax)
+    return loss.reshape(B, *mid), egrad, assign.permute(0, 2, 1).reshape(B, *mid, N)
 
 
 def softmax_mc_loss(
     U: Tensor,
     x0: Tensor,
-    sigma: Tensor,
+    s_t: Tensor,
+    gamma_t: Tensor,
     eps: Tensor,
     dims: Sequence[int],
     log_pi: Tensor,
-    sigma_data: Tensor | float = 0.5,
-    weighting: str = "edm",
+    lam: Tensor | float = 1.0,
 ) -> Tensor:
-    """Monte-Carlo denoising loss of the soft-max model, VE convention x_t = x0 + sigma eps (sections 2-3).
+    """Monte-Carlo denoising loss of the soft-max model at x_t = s_t x0 + gamma_t eps (sections 2-3).
 
     Parameters
     ----------
     U : Tensor of shape (..., K, n, dmax), learnable padded bases
     x0, eps : Tensors of shape (..., M, n)
-    sigma : Tensor of shape (..., M)
+    s_t, gamma_t : Tensors broadcastable to (..., M), from the chosen schedule at the drawn t
     log_pi : Tensor of shape (..., K)
-    sigma_data : float, or Tensor broadcastable against sigma (e.g. a per-trial data scale)
+    lam : lambda_t per draw (:func:`molrg.sampling.schedules.loss_weight`), broadcastable to (..., M)
 
     Returns
     -------
-    Tensor of shape (...): mean over the M draws of lambda(sigma) ||x_theta(x_t) - x0||^2
+    Tensor of shape (...): mean over the M draws of lambda_t ||x_theta(x_t, t) - x0||^2
     """
     from molrg.lowrank.analytic import posterior_mean
 
-    x_t = x0 + sigma.unsqueeze(-1) * eps
-    den = posterior_mean(x_t, U, list(dims), log_pi, torch.ones_like(sigma), sigma)
+    x_t = s_t.unsqueeze(-1) * x0 + gamma_t.unsqueeze(-1) * eps
+    den = posterior_mean(x_t, U, list(dims), log_pi, s_t, gamma_t)
     err = ((den - x0) ** 2).sum(-1)
-    lam = edm_weight(sigma, sigma_data) if weighting == "edm" else torch.ones_like(sigma)
     return (lam * err).mean(-1)

@@ -15,20 +15,26 @@ import math
 from dataclasses import dataclass
 from typing import Protocol
 
+import numpy as np
 import torch
 from torch import Tensor
 
 __all__ = [
+    "SCHEDULES",
+    "WEIGHTINGS",
     "EDMSchedule",
     "Schedule",
     "VESchedule",
     "VPSchedule",
     "get_schedule",
     "get_sigmas_karras",
+    "loss_weight",
     "sample_edm_sigmas",
 ]
 
 TensorLike = Tensor | float
+SCHEDULES = ("vp", "ve", "edm")
+WEIGHTINGS = ("unit", "edm")
 
 
 class Schedule(Protocol):
@@ -43,6 +49,8 @@ class Schedule(Protocol):
     def sigma(self, t: TensorLike) -> Tensor: ...
 
     def t_from_sigma(self, sigma: TensorLike) -> Tensor: ...
+
+    def quadrature(self, n_nodes: int) -> tuple[Tensor, Tensor]: ...
 
     def sample_t(
         self, n: int, generator: torch.Generator, *, dtype: torch.dtype = ..., device: torch.device | str | None = ...
@@ -103,6 +111,11 @@ class VPSchedule:
         u = torch.rand(n, generator=generator, dtype=torch.float64, device=generator.device)
         return (self.t_min + (1.0 - self.t_min) * u).to(device=device, dtype=dtype)
 
+    def quadrature(self, n_nodes: int) -> tuple[Tensor, Tensor]:
+        """Gauss-Legendre nodes t_j and weights w_j of E_{t ~ U[t_min, 1]} f(t) ~ sum_j w_j f(t_j)."""
+        u, w = _legendre(n_nodes)
+        return self.t_min + (1.0 - self.t_min) * u, w
+
 
 @dataclass(frozen=True)
 class VESchedule:
@@ -144,6 +157,12 @@ class VESchedule:
         lo, hi = math.log(self.sigma_min), math.log(self.sigma_max)
         return torch.exp(lo + (hi - lo) * u).to(device=device, dtype=dtype)
 
+    def quadrature(self, n_nodes: int) -> tuple[Tensor, Tensor]:
+        """Gauss-Legendre nodes and weights of E f(sigma) over ln sigma ~ U[ln sigma_min, ln sigma_max]."""
+        u, w = _legendre(n_nodes)
+        lo, hi = math.log(self.sigma_min), math.log(self.sigma_max)
+        return torch.exp(lo + (hi - lo) * u), w
+
 
 @dataclass(frozen=True)
 class EDMSchedule(VESchedule):
@@ -164,9 +183,31 @@ class EDMSchedule(VESchedule):
         """Training noise levels ``exp(N(P_mean, P_std^2))`` of shape (n,)."""
         return sample_edm_sigmas(n, generator, p_mean=self.p_mean, p_std=self.p_std, dtype=dtype, device=device)
 
+    def quadrature(self, n_nodes: int) -> tuple[Tensor, Tensor]:
+        """Gauss-Hermite nodes and weights of E f(sigma) over ln sigma ~ N(P_mean, P_std^2)."""
+        z, w = np.polynomial.hermite_e.hermegauss(n_nodes)
+        zt = torch.as_tensor(z, dtype=torch.float64)
+        return torch.exp(self.p_mean + self.p_std * zt), torch.as_tensor(w / math.sqrt(2 * math.pi), dtype=torch.float64)
+
+
+def _legendre(n_nodes: int) -> tuple[Tensor, Tensor]:
+    """Gauss-Legendre nodes u_j in [0, 1] and weights (sum 1) of E_{u ~ U[0, 1]}."""
+    u, w = np.polynomial.legendre.leggauss(n_nodes)
+    return torch.as_tensor((u + 1) / 2, dtype=torch.float64), torch.as_tensor(w / 2, dtype=torch.float64)
+
+
+def loss_weight(weighting: str, s_t: Tensor, gamma_t: Tensor, sigma_data: TensorLike = 0.5) -> Tensor:
+    """lambda_t (spec section 2): 1 ("unit") or EDM's (sigma^2 + sigma_data^2)/(sigma sigma_data)^2, sigma = gamma_t/s_t."""
+    if weighting not in WEIGHTINGS:
+        raise ValueError(f"weighting: expected one of {WEIGHTINGS}, got {weighting!r}")
+    if weighting == "unit":
+        return torch.ones_like(torch.as_tensor(gamma_t) / s_t)
+    sigma = gamma_t / s_t
+    return (sigma**2 + sigma_data**2) / (sigma * sigma_data) ** 2
+
 
 def get_schedule(name: str, **kwargs: float) -> VPSchedule | VESchedule | EDMSchedule:
-    """Schedule by name: ``"vp"``, ``"ve"`` or ``"edm"`` (spec section 2)."""
+    """Schedule by name: ``"vp"``, ``"ve"`` or ``"edm"`` (spec section 2); the losses use these too."""
     table: dict[str, type[VPSchedule] | type[VESchedule] | type[EDMSchedule]] = {
         "vp": VPSchedule,
         "ve": VESchedule,

@@ -112,3 +112,38 @@ def test_ksubspaces_progress_is_a_fraction_and_reports_the_objective_not_a_loss(
     assert last.fraction == 1.0 and _worker_fraction(last) == 1.0 and last.step == res.info["iterations"]
     assert last.loss is None and last.objective == pytest.approx(float(res.sc_objective.mean()), rel=1e-6)
     assert last.objective > 0
+
+
+@pytest.mark.parametrize("change", [{"schedule": "vp"}, {"schedule": "ve"}, {"weighting": "unit"},
+                                    {"sigma_data": 3.0}])
+def test_softmax_fit_uses_schedule_weighting_and_sigma_data(change):
+    b = sample_molrg_batch([0], 10, [2, 2], samples_per_component=5)
+    base = {"model": "softmax", "init": "random", "steps": 30, "batch_size": 16}
+    ref = fit_batched(b.X, [2, 2], "diffusion", seed=3, **base)
+    other = fit_batched(b.X, [2, 2], "diffusion", seed=3, **base, **change)
+    assert ref.info["weighting"] == "edm"  # the soft-max default
+    assert not torch.allclose(ref.bases, other.bases, atol=1e-6)
+
+
+def test_exact_loss_edm_weighting_uses_the_data_scale_and_options_that_change_nothing_are_refused():
+    from molrg.lowrank.losses import hardmax_loss_and_grad, loss_coefficients, row_weights
+
+    b = sample_molrg_batch([0, 1], 10, [2], n_samples=6)
+    res = fit_batched(b.X, [2], "pca", weighting="edm")
+    w = row_weights(b.X, None)
+    sd = ((w * b.X.square().sum(-1)).sum(-1) / 10).sqrt()  # per-trial sigma_data
+    want = hardmax_loss_and_grad(res.bases, b.X, [2], loss_coefficients("edm", 64, "edm", sd), w)[0]
+    torch.testing.assert_close(res.diffusion_loss, want)
+    assert not torch.allclose(res.diffusion_loss, fit_batched(b.X, [2], "pca").diffusion_loss)
+    with pytest.raises(ValueError, match="sigma_data"):
+        fit_batched(b.X, [2], "diffusion", sigma_data=1.0)  # the exact loss takes the data scale
+    with pytest.raises(ValueError, match="sigma_data"):
+        fit_batched(b.X, [2, 2], "diffusion", model="softmax", weighting="unit", sigma_data=1.0)
+    with pytest.raises(ValueError, match="batch_size"):
+        fit_batched(b.X, [2], "diffusion", batch_size=32)  # the exact loss has no minibatch
+    with pytest.raises(ValueError, match="tol"):
+        fit_batched(b.X, [2, 2], "diffusion", model="softmax", tol=1e-3)
+    with pytest.raises(ValueError, match="init"):
+        fit_batched(b.X, [2, 2], "subspace_clustering", init="pca")
+    with pytest.raises(ValueError, match="unknown option"):
+        fit_batched(b.X, [2, 2], "diffusion", init="ksubspaces", ks_restarts=3)

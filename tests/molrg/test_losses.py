@@ -75,7 +75,38 @@ def test_softmax_mc_loss_shape_and_grad():
     x0 = torch.randn(2, 5, 6, generator=g, dtype=torch.float64)
     sigma = torch.rand(2, 5, generator=g, dtype=torch.float64) + 0.1
     eps = torch.randn(2, 5, 6, generator=g, dtype=torch.float64)
-    loss = softmax_mc_loss(U, x0, sigma, eps, [2, 2], torch.log(torch.tensor([0.5, 0.5], dtype=torch.float64)))
+    loss = softmax_mc_loss(U, x0, torch.ones_like(sigma), sigma, eps, [2, 2],
+                           torch.log(torch.tensor([0.5, 0.5], dtype=torch.float64)))
     assert loss.shape == (2,)
     loss.sum().backward()
     assert torch.isfinite(U.grad).all()
+
+
+@pytest.mark.parametrize("schedule", ["vp", "ve", "edm"])
+def test_quadrature_nodes_lie_on_the_schedule_classes(schedule):
+    # One definition of s_t, gamma_t and p(t): the losses' nodes are those of molrg.sampling.schedules.
+    from molrg.sampling.schedules import get_schedule
+
+    sched = get_schedule(schedule)
+    s, gamma, w = time_quadrature(schedule, 16, "unit")
+    t, wq = sched.quadrature(16)
+    torch.testing.assert_close(s, sched.s(t))
+    torch.testing.assert_close(gamma, sched.gamma(t))
+    torch.testing.assert_close(w, wq)
+    # The quadrature averages over the class's own training density: compare with its sample_t.
+    draws = sched.sample_t(400_000, torch.Generator().manual_seed(0))
+    mc = (sched.gamma(draws) / (sched.s(draws) + sched.gamma(draws))).mean()
+    assert abs(float((w * gamma / (s + gamma)).sum()) - float(mc)) < 3e-3
+
+
+def test_edm_weighting_uses_sigma_data_per_trial():
+    a = loss_coefficients("edm", 64, "edm", 0.5)
+    b = loss_coefficients("edm", 64, "edm", torch.tensor([0.5, 2.0], dtype=torch.float64))
+    assert isinstance(b.kappa, torch.Tensor) and b.kappa.shape == (2,)
+    assert float(b.kappa[0]) == pytest.approx(a.kappa) and float(b.kappa[1]) != pytest.approx(a.kappa)
+
+
+def test_unused_helpers_are_gone():
+    import molrg.lowrank.losses as losses
+
+    assert not hasattr(losses, "hardmax_loss") and not hasattr(losses, "component_energies")
