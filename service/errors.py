@@ -197,7 +197,8 @@ async def _request_validation_with_hints(request: Request, exc: Exception) -> JS
 
     assert isinstance(exc, RequestValidationError)
     content_type = request.headers.get("content-type")
-    if (hint := request_hints.wrong_content_type(content_type, exc.errors())) is not None:
+    json_route = request_hints.reads_json_body(request.scope.get("route"))
+    if (hint := request_hints.wrong_content_type(content_type, exc.errors(), json_route)) is not None:
         return problem(request, hint.status, hint.code, hint.detail, [FieldError(f, r) for f, r in hint.errors])
     return await _request_validation(request, request_hints.with_better_reasons(exc, content_type))
 

@@ -41,10 +41,29 @@ def _got(content_type: str | None) -> str:
     return f"got Content-Type: {media_type(content_type)}" if media_type(content_type) else "got no Content-Type"
 
 
-def wrong_content_type(content_type: str | None, errors: Sequence[Mapping[str, Any]]) -> Hint | None:
-    """415 when the whole JSON body failed to parse as an object because it was sent as another type."""
-    whole = [e for e in errors if tuple(e.get("loc", ())) == ("body",)]
-    if not whole or is_json(content_type) or not any(e.get("type") in WHOLE_BODY_TYPES for e in whole):
+def reads_json_body(route: Any) -> bool | None:
+    """Whether the matched route (``request.scope["route"]``) reads a JSON body; None when unknown."""
+    body = getattr(route, "body_field", None)
+    if route is None or not hasattr(route, "body_field"):
+        return None
+    return body is not None and type(body.field_info).__name__ == "Body"  # not Form/File (multipart)
+
+
+def wrong_content_type(content_type: str | None, errors: Sequence[Mapping[str, Any]],
+                       json_route: bool | None = None) -> Hint | None:
+    """415 when a route that reads a JSON body got its body as another (declared) content type.
+
+    ``json_route`` unknown: only when the whole body failed to parse as an object.
+    """
+    if is_json(content_type) or not media_type(content_type):
+        return None
+    body_errors = [e for e in errors if tuple(e.get("loc", ()))[:1] == ("body",)]
+    if json_route is None:
+        body_errors = [e for e in body_errors if tuple(e.get("loc", ())) == ("body",)
+                       and e.get("type") in WHOLE_BODY_TYPES]
+    elif not json_route:
+        return None
+    if not body_errors:
         return None
     how = (f"this endpoint reads a JSON object: send it with the header `{JSON_HEADER}` "
            f"(curl: -H '{JSON_HEADER}' -d '{{...}}', or --json '{{...}}'); {_got(content_type)}")

@@ -99,3 +99,11 @@ def test_other_wrong_kinds_say_what_the_id_is(api: Any) -> None:
     assert f"its dataset is {ds['id']}" in r.json()["detail"], r.text
     unknown = uuid.uuid4()
     assert api.client.get(f"{API}/models/{unknown}", headers=h).json()["detail"] == f"model {unknown} not found"
+
+
+def test_openapi_lists_415_on_the_json_routes_only(sapi: Any) -> None:
+    paths = sapi.client.get("/openapi.json").json()["paths"]
+    for path in ("/datasets", "/fits", "/sweeps", "/models/{model_id}/samples"):
+        assert "415" in paths[API + path]["post"]["responses"], path
+    assert "415" not in paths[API + "/datasets/upload"]["post"]["responses"]
+    assert "415" not in paths[API + "/jobs/{job_id}"]["get"]["responses"]
