@@ -124,6 +124,9 @@ def _submitted(client: Client, job: Job, as_json: bool, wait: bool, timeout: flo
 
 WAIT = click.option("--wait", is_flag=True, help="Wait for the job with a live progress bar.")
 TIMEOUT = click.option("--timeout", type=float, default=None, help="Give up waiting after this many seconds.")
+PLOTS_WAIT = click.option("--wait", type=float, default=15.0, show_default=True,
+                          help="Seconds to wait for the figures while there are none yet (they are rendered just "
+                               "after the job ends).")
 
 
 # ---------------------------------------------------------------- datasets
@@ -360,11 +363,17 @@ def download_model(client: Client, as_json: bool, model_id: str, out: str | None
     _emit({"path": out, "bytes": len(payload)}, as_json, lambda: click.echo(f"wrote {out} ({len(payload)} bytes)"))
 
 
-def _save_plots(section: Any, ident: str, out_dir: str, prefix: str | None, as_json: bool) -> None:
+def _save_plots(section: Any, ident: str, out_dir: str, prefix: str | None, as_json: bool, wait: float) -> None:
+    import time
+
     folder = Path(out_dir)
     folder.mkdir(parents=True, exist_ok=True)
     saved = []
-    for p in section.plots(ident):
+    plots, deadline = section.plots(ident), time.monotonic() + wait
+    while not plots and time.monotonic() < deadline:  # figures are stored just after the job ends
+        time.sleep(0.5)
+        plots = section.plots(ident)
+    for p in plots:
         path = folder / f"{ident + '-' if prefix is None else prefix}{p['kind']}.png"
         path.write_bytes(section.plot(ident, p["kind"]))
         saved.append({**p, "path": str(path)})
@@ -382,10 +391,11 @@ def _save_plots(section: Any, ident: str, out_dir: str, prefix: str | None, as_j
 @click.argument("model_id")
 @click.option("--out-dir", "-o", type=click.Path(file_okay=False), default=".", show_default=True)
 @click.option("--prefix", default=None, help="File name prefix (default '<id>-'): <prefix><kind>.png.")
+@PLOTS_WAIT
 @client_command
-def model_plots(client: Client, as_json: bool, model_id: str, out_dir: str, prefix: str | None) -> None:
+def model_plots(client: Client, as_json: bool, model_id: str, out_dir: str, prefix: str | None, wait: float) -> None:
     """Download a model's figures (loss, projection, jacobian) as PNG files."""
-    _save_plots(client.models, model_id, out_dir, prefix, as_json)
+    _save_plots(client.models, model_id, out_dir, prefix, as_json, wait)
 
 
 @click.group("sample-sets")
@@ -415,10 +425,12 @@ def download_samples(client: Client, as_json: bool, sample_set_id: str, out: str
 @click.argument("sample_set_id")
 @click.option("--out-dir", "-o", type=click.Path(file_okay=False), default=".", show_default=True)
 @click.option("--prefix", default=None, help="File name prefix (default '<id>-'): <prefix><kind>.png.")
+@PLOTS_WAIT
 @client_command
-def sample_set_plots(client: Client, as_json: bool, sample_set_id: str, out_dir: str, prefix: str | None) -> None:
+def sample_set_plots(client: Client, as_json: bool, sample_set_id: str, out_dir: str, prefix: str | None,
+                     wait: float) -> None:
     """Download a sample set's figures (grid of samples with nearest training images, editing strip)."""
-    _save_plots(client.sample_sets, sample_set_id, out_dir, prefix, as_json)
+    _save_plots(client.sample_sets, sample_set_id, out_dir, prefix, as_json, wait)
 
 
 # ---------------------------------------------------------------- sweeps

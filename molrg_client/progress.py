@@ -47,7 +47,7 @@ def plain_line(data: dict[str, Any]) -> str:
 class JobProgress:
     """``update(job_json)`` for each event or poll; ``close()`` once. ``stream`` defaults to stderr."""
 
-    def __init__(self, stream: TextIO | None = None, *, interval_s: float = 5.0) -> None:
+    def __init__(self, stream: TextIO | None = None, *, interval_s: float = 10.0) -> None:
         self._stream = stream if stream is not None else sys.stderr
         self._interactive = bool(getattr(self._stream, "isatty", lambda: False)())
         self._interval_s = interval_s
