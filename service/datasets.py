@@ -88,7 +88,7 @@ def create_upload(session: Session, principal: Principal, file: BinaryIO, size: 
         n_samples=parsed.shape[0], ambient_dim=parsed.shape[1],
         spec={"format": parsed.format, "filename": filename, "source_dtype": parsed.source_dtype},
         has_ground_truth=False, idempotency_key=idempotency_key, request_hash=digest,
-        data_npy=parsed.npy,
+        data_npy=parsed.npy,  # the drivers bind a bytearray as is (SQLite still copies it twice internally)
     )
     return _insert(session, row, principal.owner, idempotency_key, digest)
 

@@ -17,6 +17,7 @@ import codecs
 import hashlib
 import io
 import re
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import BinaryIO
@@ -26,9 +27,9 @@ import numpy as np
 from service.errors import InvalidUpload
 
 NPY_MAGIC = b"\x93NUMPY"
-BLOCK_BYTES = 4 * 1024 * 1024  # working buffer of the .npy reader
-BATCH_ROWS = 4096  # CSV/JSON rows parsed per numpy call ...
-BATCH_CHARS = 4 * 1024 * 1024  # ... or fewer, when their text reaches this size
+BLOCK_BYTES = 1024 * 1024  # working buffer of the .npy reader
+BATCH_ROWS = 1024  # CSV/JSON rows parsed per numpy call ...
+BATCH_CHARS = 1024 * 1024  # ... or fewer, when their text reaches this size
 HEADER_RESERVE = 128  # bytes kept in front of the data for the .npy header (any 2-d float64 shape fits)
 _F8 = np.dtype("<f8")
 
@@ -67,6 +68,7 @@ def file_digest(f: BinaryIO, prefix: bytes) -> str:
     f.seek(0)
     while chunk := f.read(BLOCK_BYTES):
         h.update(chunk)
+        _yield()
     f.seek(0)
     return h.hexdigest()
 
@@ -99,6 +101,11 @@ def _npy_header(rows: int, cols: int) -> bytes:
     return buf.getvalue()
 
 
+def _yield() -> None:
+    """Let the event loop's thread take the GIL between pieces of parsing (a 0 s sleep releases it)."""
+    time.sleep(0)
+
+
 def _count_non_finite(block: np.ndarray) -> int:
     finite = np.isfinite(block)
     return 0 if finite.all() else int(finite.size - np.count_nonzero(finite))
@@ -120,6 +127,7 @@ class _Float64Builder:
         self.non_finite += _count_non_finite(block)
         self.out += memoryview(block).cast("B")
         self.rows += block.shape[0]
+        _yield()
 
     def finish(self, fmt: str) -> ParsedArray:
         if self.rows == 0:
@@ -174,6 +182,7 @@ def parse_npy(f: BinaryIO, size: int, limits: Limits) -> ParsedArray:
             raise _bad("truncated .npy: the file ended before the data the header promises")
         target[start:start + n] = np.frombuffer(raw, dtype=dtype).reshape(n, width)
         non_finite += _count_non_finite(target[start:start + n])
+        _yield()
     if non_finite:
         raise _bad(f"array contains {non_finite} NaN or infinite values")
     return ParsedArray(out, (rows, cols), "npy", str(dtype))
