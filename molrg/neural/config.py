@@ -33,7 +33,8 @@ class NeuralConfig:
         channels : U-Net image channels c of the (c, r, r) layout (None: 1 if n is a square, else 3)
         emb_dim : size of the sinusoidal embedding of c_noise
     Training
-        steps, batch_size, lr : Adam, fixed number of steps, lr peak
+        steps, batch_size, lr : Adam, fixed number of steps, peak learning rate (default 1e-2: with
+            2,000 cosine steps it beat 1e-3, 3e-3 and 5e-3 on K = 2, n = 48, d = 4, N_k = 256)
         lr_schedule : "cosine" (lr -> 0 at the last step) or "constant"
         ema : EMA decay of the weights used for denoising (0 = no EMA)
         sigma_data : EDM's sd; None takes each member's RMS per coordinate ``sqrt(mean X^2)``
@@ -50,7 +51,7 @@ class NeuralConfig:
     emb_dim: int = 64
     steps: int = 2000
     batch_size: int = 256
-    lr: float = 1e-3
+    lr: float = 1e-2
     lr_schedule: Literal["cosine", "constant"] = "cosine"
     ema: float = 0.0
     sigma_data: float | None = None

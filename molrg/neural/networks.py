@@ -5,10 +5,13 @@ ops that ``torch.func.vmap`` batches (Linear, Conv2d, GroupNorm, SiLU, pooling, 
 upsampling), so B members run as one stacked program (:mod:`molrg.neural.ensemble`).
 
 * ``mlp``: ``depth`` hidden layers of ``width``, SiLU; a sinusoidal embedding of ``c_noise`` goes
-  through one Linear + SiLU and is added, through its own Linear, to every hidden layer.
+  through one Linear + SiLU and enters every hidden layer through its own Linear as a scale and a
+  shift (FiLM: ``h = silu((W h + b) (1 + scale) + shift)``). Measured on K = 2, n = 48, d = 4,
+  N_k = 256 (2,000 steps, lr 1e-2): an additive embedding left Heun samples with median relative
+  off-subspace residual 0.058 (p90 0.21), the scale-and-shift one 0.023 (p90 0.064).
 * ``unet``: square images, ``n = c r^2`` read channel-first (index ``(ch * r + row) * r + col``;
-  8x8 digits are row-major with c = 1). Residual blocks (GroupNorm, SiLU, 3x3 conv, noise
-  embedding added between the convs), one or two resolutions (average pooling down, nearest up,
+  8x8 digits are row-major with c = 1). Residual blocks (GroupNorm, SiLU, 3x3 conv; the noise
+  embedding scales and shifts the second GroupNorm's output), one or two resolutions (average pooling down, nearest up,
   skip connections concatenated). No BatchNorm: members and samples stay independent.
 
 Initialisation draws from an explicit ``torch.Generator`` (:func:`init_backbone`), never from the
@@ -41,21 +44,22 @@ def sinusoidal_embedding(c_noise: Tensor, dim: int) -> Tensor:
 
 
 class MLP(nn.Module):
-    """``depth`` hidden SiLU layers of ``width`` with the noise embedding added to each (section 12)."""
+    """``depth`` hidden SiLU layers of ``width``, each scaled and shifted by the noise embedding."""
 
     def __init__(self, n: int, width: int = 256, depth: int = 3, emb_dim: int = 64) -> None:
         super().__init__()
         self.emb_dim = emb_dim
         self.emb = nn.Linear(emb_dim, emb_dim)
         self.layers = nn.ModuleList([nn.Linear(n if i == 0 else width, width) for i in range(depth)])
-        self.emb_proj = nn.ModuleList([nn.Linear(emb_dim, width) for _ in range(depth)])
+        self.emb_proj = nn.ModuleList([nn.Linear(emb_dim, 2 * width) for _ in range(depth)])
         self.out = nn.Linear(width, n)
 
     def forward(self, x: Tensor, c_noise: Tensor) -> Tensor:
         e = nnf.silu(self.emb(sinusoidal_embedding(c_noise, self.emb_dim)))
         h = x
         for layer, proj in zip(self.layers, self.emb_proj, strict=True):
-            h = nnf.silu(layer(h) + proj(e))
+            scale, shift = proj(e).chunk(2, dim=-1)
+            h = nnf.silu(layer(h) * (1.0 + scale) + shift)
         return self.out(h)
 
 
@@ -64,21 +68,21 @@ def _groups(ch: int) -> int:
 
 
 class ResBlock(nn.Module):
-    """GroupNorm-SiLU-conv, + noise embedding, GroupNorm-SiLU-conv, with a (1x1) skip."""
+    """GroupNorm-SiLU-conv, GroupNorm scaled/shifted by the noise embedding, SiLU-conv, (1x1) skip."""
 
     def __init__(self, cin: int, cout: int, emb_dim: int) -> None:
         super().__init__()
         self.norm1 = nn.GroupNorm(_groups(cin), cin)
         self.conv1 = nn.Conv2d(cin, cout, 3, padding=1)
-        self.emb = nn.Linear(emb_dim, cout)
+        self.emb = nn.Linear(emb_dim, 2 * cout)
         self.norm2 = nn.GroupNorm(_groups(cout), cout)
         self.conv2 = nn.Conv2d(cout, cout, 3, padding=1)
         self.skip = nn.Conv2d(cin, cout, 1) if cin != cout else None
 
     def forward(self, x: Tensor, e: Tensor) -> Tensor:
         h = self.conv1(nnf.silu(self.norm1(x)))
-        h = h + self.emb(e)[:, :, None, None]
-        h = self.conv2(nnf.silu(self.norm2(h)))
+        scale, shift = self.emb(e)[:, :, None, None].chunk(2, dim=1)
+        h = self.conv2(nnf.silu(self.norm2(h) * (1.0 + scale) + shift))
         return (x if self.skip is None else self.skip(x)) + h
 
 
