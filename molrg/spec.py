@@ -167,6 +167,9 @@ def parse_options(method: str, options: dict[str, Any] | None) -> _Spec:
 # ---------------------------------------------------------------- fit jobs
 
 
+_EXAMPLE_ID = "5f0c6a8e-1d2b-4c3d-9e8f-0a1b2c3d4e5f"
+
+
 class _FitBase(_Spec):
     dataset_id: uuid.UUID = Field(description="The dataset to fit.")
     n_components: int = Field(ge=1, le=MAX_COMPONENTS, description="K, the number of subspaces.")
@@ -178,12 +181,16 @@ class _FitBase(_Spec):
 class DiffusionFit(_FitBase):
     """Fit the low-rank denoiser by diffusion training."""
 
+    model_config = ConfigDict(extra="forbid", frozen=True, json_schema_extra={"examples": [{"dataset_id": _EXAMPLE_ID, "n_components": 2, "dims": [4, 4], "method": "diffusion", "options": {"steps": 2000}, "seed": 0}]})
+
     method: Literal["diffusion"] = "diffusion"
     options: DiffusionOptions = Field(default_factory=DiffusionOptions)
 
 
 class PCAFit(_FitBase):
     """Fit one subspace by PCA."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, json_schema_extra={"examples": [{"dataset_id": _EXAMPLE_ID, "n_components": 1, "dims": [4], "method": "pca", "seed": 0}]})
 
     method: Literal["pca"]
     options: PCAOptions = Field(default_factory=PCAOptions)
@@ -192,6 +199,8 @@ class PCAFit(_FitBase):
 class SubspaceClusteringFit(_FitBase):
     """Fit K subspaces by K-subspaces."""
 
+    model_config = ConfigDict(extra="forbid", frozen=True, json_schema_extra={"examples": [{"dataset_id": _EXAMPLE_ID, "n_components": 2, "dims": [4, 4], "method": "subspace_clustering", "options": {"n_restarts": 10}, "seed": 0}]})
+
     method: Literal["subspace_clustering"]
     options: SubspaceClusteringOptions = Field(default_factory=SubspaceClusteringOptions)
 
@@ -199,12 +208,16 @@ class SubspaceClusteringFit(_FitBase):
 class NeuralFit(_FitBase):
     """Train a neural denoiser; ``n_components``/``dims`` name the subspaces read from it."""
 
+    model_config = ConfigDict(extra="forbid", frozen=True, json_schema_extra={"examples": [{"dataset_id": _EXAMPLE_ID, "n_components": 2, "dims": [4, 4], "method": "neural", "options": {"architecture": "mlp", "steps": 2000}, "seed": 0}]})
+
     method: Literal["neural"]
     options: NeuralOptions = Field(default_factory=NeuralOptions)
 
 
 class EmpiricalFit(_FitBase):
     """The empirical (training-set) optimal denoiser; memorises by construction."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, json_schema_extra={"examples": [{"dataset_id": _EXAMPLE_ID, "n_components": 2, "dims": [4, 4], "method": "empirical", "seed": 0}]})
 
     method: Literal["empirical"]
     options: EmpiricalOptions = Field(default_factory=EmpiricalOptions)
@@ -308,6 +321,9 @@ def raise_for(issues: list[FieldIssue]) -> None:
 
 class SampleSpec(_Spec):
     """Draw samples from a fitted model by reverse-time integration."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, json_schema_extra={"examples": [
+        {"n_samples": 100, "sampler": "heun", "steps": 18, "seed": 0}]})
 
     n_samples: int = Field(100, ge=1, le=1_000_000, description="Number of samples.")
     sampler: Sampler = Field("heun", description="heun (EDM deterministic), ddim, or sde (Euler-Maruyama).")

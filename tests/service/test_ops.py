@@ -74,7 +74,7 @@ def test_docs_offline(sapi: Any) -> None:
 def test_openapi_request_schemas_have_examples(sapi: Any) -> None:
     spec = sapi.client.get("/openapi.json").json()
     schemas = spec["components"]["schemas"]
-    for name in ("DatasetCreate", "FitCreate", "SampleCreate"):
+    for name in ("DatasetCreate", "DiffusionFit", "PCAFit", "SubspaceClusteringFit", "SampleSpec"):
         assert schemas[name].get("examples"), name
     paths = spec["paths"]
     for path in ("/api/v1/datasets", "/api/v1/datasets/upload", "/api/v1/fits", "/api/v1/models/{model_id}/samples",
