@@ -13,7 +13,7 @@ from db.models import ApiKey
 from db.session import make_engine, make_sessionmaker, session_scope
 from service.auth import create_api_key
 from service.settings import ServiceSettings
-from service.supervisor import WorkerSupervisor
+from service.supervisor import DataDirInUse, WorkerSupervisor, hold_data_dir
 
 DEFAULT_KEY_NAME = "default"
 
@@ -75,6 +75,13 @@ def worker_command(settings: ServiceSettings, index: int = 0, beat: bool = True,
     return cmd
 
 
+def beat_command(settings: ServiceSettings) -> list[str]:
+    """The periodic reaper's scheduler as its own process (``molrg up`` supervises it like a worker: an
+    embedded ``-B`` beat is a grandchild that a SIGKILLed worker would leave behind)."""
+    return [sys.executable, "-m", "celery", "-A", "workers.celery_app", "beat",
+            "-s", f"{settings.data_dir}/celerybeat-schedule", "-l", "info"]
+
+
 def worker_env(settings: ServiceSettings, workers: int = 1) -> dict[str, str]:
     env = dict(os.environ)
     env.update({"MOLRG_DATA_DIR": str(settings.data_dir), "MOLRG_DATABASE_URL": settings.database_url,
@@ -123,6 +130,12 @@ def up(host: str, port: int, data_dir: str | None, workers: int, no_worker: bool
     from service.main import create_app
 
     settings = _settings(data_dir)
+    try:  # one `molrg up` per data dir (its key file, beat schedule, embedded database and broker)
+        lock = hold_data_dir(settings.data_dir)
+    except DataDirInUse as exc:
+        raise click.ClickException(
+            f"data dir {settings.data_dir} is already being served by molrg up (pid {exc.pid or 'unknown'}, "
+            f"lock {exc.path}); stop that process first, or pass another --data-dir") from None
     if settings.database_url.startswith("sqlite") or settings.is_filesystem_broker:
         settings.ensure_dirs()
     _migrate(settings)
@@ -133,8 +146,9 @@ def up(host: str, port: int, data_dir: str | None, workers: int, no_worker: bool
     else:
         click.echo(f"API key: see {key_file}")
     # Worker subprocesses (this process never imports workers, molrg or torch), restarted if one exits.
-    commands = [] if no_worker else [
-        worker_command(settings, i, beat=i == 0, max_tasks_per_child=max_tasks_per_child) for i in range(workers)]
+    commands = [] if no_worker or workers == 0 else [
+        *(worker_command(settings, i, beat=False, max_tasks_per_child=max_tasks_per_child) for i in range(workers)),
+        beat_command(settings)]
     supervisor = WorkerSupervisor(commands, worker_env(settings, workers))
     click.echo(f"molrg API docs: http://{host}:{port}/docs")
     if api_workers > 1:
@@ -157,6 +171,7 @@ def up(host: str, port: int, data_dir: str | None, workers: int, no_worker: bool
         server.run()
     finally:
         supervisor.stop()
+        lock.close()
 
 
 @cli.group(name="api-key")

@@ -13,7 +13,7 @@ import pytest
 from click.testing import CliRunner
 from fastapi.testclient import TestClient
 
-from service.cli import DEFAULT_MAX_TASKS_PER_CHILD, cli, worker_command, worker_env
+from service.cli import DEFAULT_MAX_TASKS_PER_CHILD, beat_command, cli, worker_command, worker_env
 from service.main import create_app
 from service.settings import ServiceSettings
 from tests.db.dbfixtures import free_port
@@ -59,6 +59,8 @@ def test_worker_command_matches_contract() -> None:
     assert "-B" not in worker_command(settings, 1, beat=False)
     one = worker_command(settings, 0, max_tasks_per_child=1)
     assert one[one.index("--max-tasks-per-child") + 1] == "1"
+    beat = beat_command(settings)
+    assert beat[4:6] == ["workers.celery_app", "beat"] and beat[beat.index("-s") + 1] == "/tmp/x/celerybeat-schedule"
 
 
 def test_worker_env_shares_the_cores(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -2,10 +2,15 @@
 
 import os
 import signal
+import subprocess
 import sys
 import time
+from pathlib import Path
 
-from service.supervisor import WorkerSupervisor
+import psutil
+import pytest
+
+from service.supervisor import DataDirInUse, WorkerSupervisor, die_with_parent, hold_data_dir
 
 SLEEPER = [sys.executable, "-c", "import time; time.sleep(600)"]
 
@@ -46,3 +51,38 @@ def test_no_commands_is_a_no_op() -> None:
     s = WorkerSupervisor([], dict(os.environ), check_s=0.05)
     s.stop()
     assert s.procs == [] and s.restarts == 0
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="PR_SET_PDEATHSIG is Linux only")
+def test_a_started_process_dies_with_its_parent_however_it_dies() -> None:
+    # a middle process starts SLEEPER the supervisor's way, prints its pid, then is SIGKILLed
+    code = ("import subprocess, sys, time; from service.supervisor import die_with_parent; "
+            f"p = subprocess.Popen(die_with_parent({SLEEPER!r}), start_new_session=True); "
+            "print(p.pid, flush=True); time.sleep(600)")
+    middle = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
+    assert middle.stdout is not None
+    child = psutil.Process(int(middle.stdout.readline()))
+    _wait(lambda: "time.sleep(600)" in " ".join(child.cmdline()))  # exec'd into the command itself
+    middle.kill()
+    middle.wait()
+    _wait(lambda: not child.is_running() or child.status() == psutil.STATUS_ZOMBIE, timeout=5)
+    assert die_with_parent(["x"])[-1] == "x"
+
+
+def test_data_dir_lock_names_its_holder_and_dies_with_it(tmp_path: Path) -> None:
+    code = ("import sys, time; from pathlib import Path; from service.supervisor import hold_data_dir; "
+            "h = hold_data_dir(Path(sys.argv[1])); print('held', flush=True); time.sleep(600)")
+    holder = subprocess.Popen([sys.executable, "-c", code, str(tmp_path)], stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout is not None and holder.stdout.readline().strip() == "held"
+        with pytest.raises(DataDirInUse) as info:
+            hold_data_dir(tmp_path)
+        assert info.value.pid == str(holder.pid)
+    finally:
+        holder.kill()
+        holder.wait()
+    lock = hold_data_dir(tmp_path)  # a SIGKILLed holder leaves a pid file but no lock
+    try:
+        assert (tmp_path / "molrg-up.lock").read_text().strip() == str(os.getpid())
+    finally:
+        lock.close()
