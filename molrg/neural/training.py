@@ -22,7 +22,7 @@ from torch.func import vmap
 from molrg.neural.config import NeuralConfig
 from molrg.neural.ensemble import TRAIN_STREAM, StackedNetworks, stream_seed
 from molrg.neural.networks import build_backbone
-from molrg.neural.precond import edm_loss, sample_training_sigmas
+from molrg.neural.precond import edm_loss
 
 __all__ = ["EnsembleResult", "TrainCallback", "TrainProgress", "data_sigma", "learning_rate", "train_ensemble"]
 
@@ -152,14 +152,19 @@ def train_ensemble(
     batched_loss = vmap(member_loss)
     history = torch.zeros(B, config.steps, dtype=torch.float64, device=dev)
     chunk = _draw_steps(config, n)
+    idx = torch.empty((B, chunk, bs), dtype=torch.int64, device=dev)
+    sig = torch.empty((B, chunk, bs), dtype=dtype, device=dev)
+    eps = torch.empty((B, chunk, bs, n), dtype=dtype, device=dev)
     t0 = time.perf_counter()
     step, stopped = 0, False
     while step < config.steps and not stopped:
-        # always a full chunk, so a member's draws do not depend on config.steps either
-        idx = torch.stack([torch.randint(counts[b], (chunk, bs), generator=g, device=dev) for b, g in enumerate(gens)])
-        sig = torch.stack([sample_training_sigmas((chunk, bs), g, p_mean=config.p_mean, p_std=config.p_std, dtype=dtype)
-                           for g in gens])
-        eps = torch.stack([torch.randn((chunk, bs, n), generator=g, dtype=dtype, device=dev) for g in gens])
+        # always a full chunk, so a member's draws do not depend on config.steps either; drawn into
+        # preallocated buffers (no stacking copy), in the order idx, sigma, noise per member
+        for b, g in enumerate(gens):
+            torch.randint(counts[b], (chunk, bs), generator=g, out=idx[b])
+            torch.randn((chunk, bs), generator=g, out=sig[b])
+            torch.randn((chunk, bs, n), generator=g, out=eps[b])
+        sig.mul_(config.p_std).add_(config.p_mean).exp_()  # = sample_training_sigmas, in place
         for j in range(min(chunk, config.steps - step)):
             lr = learning_rate(config, step)
             for group in opt.param_groups:
