@@ -9,7 +9,13 @@ the stack), ``references`` (empirical / exact denoisers), ``model`` (the NeuralD
 
 from molrg.neural.config import NeuralConfig
 from molrg.neural.model import NeuralDiffusion, split_indices
-from molrg.neural.precond import Preconditioned, edm_loss, edm_loss_weight, edm_scalings, sample_training_sigmas
+from molrg.neural.precond import (
+    Preconditioned,
+    edm_loss,
+    edm_loss_weight,
+    edm_scalings,
+    sample_training_sigmas,
+)
 from molrg.neural.references import EmpiricalDiffusion, ExactPosterior, empirical_denoiser
 from molrg.neural.training import EnsembleResult, TrainProgress, train_ensemble
 

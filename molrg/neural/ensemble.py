@@ -120,7 +120,6 @@ class StackedNetworks:
 
         Runs in the dtype of ``x`` outside F (keep float64 for sampling), F in the params' dtype.
         """
-        B = self.n_members
         xb = x.to(self.device)
         shared = xb.ndim == 2
         M = xb.shape[-2]

@@ -4,7 +4,6 @@ The paper's case (K = 2, n = 48, d = 4, N_k = 4 vs 256, 3 x 256 MLP) takes minut
 same contrast at n = 8, d = 2, N_k = 2 vs 64 trains both members as one ensemble in seconds.
 """
 
-import torch
 
 from molrg.analysis.scores import reproducibility, sample_scores
 from molrg.data.synthetic import make_molrg

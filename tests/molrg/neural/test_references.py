@@ -6,7 +6,12 @@ import torch
 from molrg.analysis.diagnostics import memorisation_ratio
 from molrg.data.synthetic import make_molrg
 from molrg.lowrank.analytic import exact_denoiser
-from molrg.neural.references import EmpiricalDiffusion, ExactPosterior, empirical_denoiser, empirical_posterior_mean
+from molrg.neural.references import (
+    EmpiricalDiffusion,
+    ExactPosterior,
+    empirical_denoiser,
+    empirical_posterior_mean,
+)
 
 
 def _direct(x, X, sigma):

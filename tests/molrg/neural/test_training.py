@@ -133,3 +133,20 @@ def test_inputs_are_checked():
         train_ensemble(TINY, [torch.randn(4, 3)], [0, 1])
     with pytest.raises(ValueError):
         train_ensemble(TINY, [torch.zeros(4, 3)], [0])
+
+
+def test_denoise_members_equals_each_member_denoiser_and_module():
+    Xs = [_data(), _data(seed=5)]
+    res = train_ensemble(TINY, Xs, [0, 1], dtype=torch.float64)
+    nets = res.networks
+    x = torch.randn(5, 12, dtype=torch.float64)
+    both = nets.denoise_members(x, 0.3)
+    assert both.shape == (2, 5, 12)
+    per_member_x = nets.denoise_members(torch.stack([x, 2 * x]), torch.full((2, 5), 0.3, dtype=torch.float64))
+    for b in range(2):
+        torch.testing.assert_close(both[b], nets.member_denoiser(b)(x, 0.3), rtol=1e-12, atol=1e-12)
+        torch.testing.assert_close(both[b], nets.member_module(b)(x, 0.3), rtol=1e-12, atol=1e-12)
+        torch.testing.assert_close(per_member_x[b], nets.member_denoiser(b)((b + 1) * x, 0.3), rtol=1e-12, atol=1e-12)
+    assert nets.n_parameters == sum(p.numel() for p in nets.member_module(0).backbone.parameters())
+    sub = nets.subset([1])
+    torch.testing.assert_close(sub.denoise_members(x, 0.3)[0], both[1])
