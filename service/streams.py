@@ -55,8 +55,10 @@ class JobWatcher:
         self.watches: dict[uuid.UUID, _Watch] = {}
         self.polls = 0
 
-    async def changes(self, job_id: uuid.UUID, first: Snapshot) -> AsyncIterator[Snapshot]:
-        """``first``, then the job each time it changes, until it is terminal or gone (then nothing more)."""
+    async def changes(self, job_id: uuid.UUID, first: Snapshot, max_s: float | None = None) -> AsyncIterator[Snapshot]:
+        """``first``, then the job each time it changes, until it is terminal or gone (then nothing more), or
+        for at most ``max_s`` seconds."""
+        deadline = None if max_s is None else asyncio.get_running_loop().time() + max_s
         yield first
         if is_terminal(first):
             return
@@ -69,7 +71,11 @@ class JobWatcher:
         try:
             while True:
                 if watch.version == seen:
-                    await watch.changed.wait()
+                    timeout = None if deadline is None else deadline - asyncio.get_running_loop().time()
+                    try:
+                        await asyncio.wait_for(watch.changed.wait(), timeout)
+                    except TimeoutError:
+                        return
                 seen = watch.version
                 if watch.snapshot is None:
                     return

@@ -147,3 +147,19 @@ def test_stream_counter_caps_per_owner() -> None:
     for owner in ("a", "a", "b"):
         counter.close(owner)
     assert counter.total == 0 and counter.by_owner == {}
+
+
+def test_a_stream_ends_after_max_s_without_a_change() -> None:
+    rows = Rows(_snap())
+
+    async def scenario() -> tuple[list[dict[str, Any]], float]:
+        watcher = JobWatcher(rows.fetch, poll_s=0.01)
+        out: list[dict[str, Any]] = []
+        loop = asyncio.get_running_loop()
+        t0 = loop.time()
+        await asyncio.wait_for(_collect(watcher.changes(uuid.uuid4(), _snap(), max_s=0.2), out), 5)
+        assert watcher.watches == {}
+        return out, loop.time() - t0
+
+    out, elapsed = asyncio.run(scenario())
+    assert out == [_snap()] and 0.15 < elapsed < 2.0
