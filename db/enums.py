@@ -11,6 +11,13 @@ class JobKind(StrEnum):
     sweep = "sweep"
 
 
+class Queue(StrEnum):
+    """Celery queues: ``gpu`` takes every job and sweep chunk (CUDA when the worker has it), ``cpu`` bookkeeping."""
+
+    gpu = "gpu"
+    cpu = "cpu"
+
+
 class JobStatus(StrEnum):
     """Job lifecycle: queued -> running -> succeeded | failed | cancelled (cancelling in between)."""
 

@@ -11,7 +11,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from db.base import utcnow
-from db.enums import JobKind, JobStatus
+from db.enums import JobKind, JobStatus, Queue
 from db.models import Dataset, FittedModel, Job, MetricPoint
 from molrg.spec import FitVariant
 from service.auth import Principal
@@ -23,8 +23,6 @@ from service.schemas import JobRead, MetricHistory, MetricPointRead, SampleCreat
 from service.scoping import API, get_visible, visible
 from service.settings import ServiceSettings
 from service.validation import validate_fit, validate_sample
-
-GPU_QUEUE = "gpu"
 
 
 @dataclass(frozen=True)
@@ -62,7 +60,7 @@ def to_read(job: Job) -> JobRead:
 
 def _submit(session: Session, queue: JobQueue, principal: Principal, kind: JobKind, params: dict[str, Any],
             settings: ServiceSettings, idempotency_key: str | None, digest: str) -> Submitted:
-    job = Job(owner=principal.owner, kind=kind, status=JobStatus.queued, queue=GPU_QUEUE, params=params,
+    job = Job(owner=principal.owner, kind=kind, status=JobStatus.queued, queue=Queue.gpu, params=params,
               progress=0.0, attempts=0, max_attempts=settings.job_max_attempts, cancel_requested=False,
               idempotency_key=idempotency_key, request_hash=digest, queued_at=utcnow())
     session.add(job)

@@ -4,18 +4,14 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
-from pydantic import Field, model_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import Field
+
+from db.settings import SharedSettings
 
 
-class ServiceSettings(BaseSettings):
-    """Settings of the API process; every field is read from ``MOLRG_<FIELD>``."""
+class ServiceSettings(SharedSettings):
+    """Settings of the API process (the shared ones from db.settings); every field is read from ``MOLRG_<FIELD>``."""
 
-    model_config = SettingsConfigDict(env_prefix="MOLRG_", extra="ignore")
-
-    data_dir: Path = Field(default=Path("./molrg-data"), description="Where SQLite, broker files and the key live.")
-    database_url: str = Field(default="", description="SQLAlchemy URL; default sqlite:///<data_dir>/molrg.db.")
-    broker_url: str = Field(default="filesystem://", description="Celery broker URL.")
     auth_enabled: bool = Field(default=True, description="Require Bearer API keys on /api/v1.")
     default_owner: str = Field(default="local", description="Owner used when auth is disabled.")
     # Limits: checked at the edge, before anything is stored or queued.
@@ -30,7 +26,6 @@ class ServiceSettings(BaseSettings):
     max_upload_bytes: int = Field(default=256 * 1024 * 1024, ge=1, description="Max upload size in bytes.")
     max_json_bytes: int = Field(default=1024 * 1024, ge=1, description="Max size of a JSON request body.")
     max_page_size: int = Field(default=200, ge=1, description="Max `limit` of list endpoints.")
-    job_max_attempts: int = Field(default=3, ge=1, description="Attempts before a crashing job fails.")
     max_sweep_fits: int = Field(default=50_000, ge=1, description="Max fits (cells x trials x methods) of a sweep.")
     # Concurrency (per API process): requests queue for a database slot instead of failing at the pool.
     # 4: on 2 cores, 10 slots served ~20 % more reads/s but /health/live's p99 rose from 30-60 ms to 50-220 ms
@@ -49,12 +44,6 @@ class ServiceSettings(BaseSettings):
         "Open event streams (GET /jobs/{id}/events) per owner and API process; more get 429 + Retry-After."))
     stream_poll_s: float = Field(default=0.5, gt=0, description=(
         "How often the job of an open event stream is read (one read per job, shared by its streams)."))
-
-    @model_validator(mode="after")
-    def _defaults_from_data_dir(self) -> "ServiceSettings":
-        if not self.database_url:
-            self.database_url = f"sqlite:///{self.data_dir}/molrg.db"
-        return self
 
     @property
     def is_filesystem_broker(self) -> bool:

@@ -8,7 +8,7 @@ from typing import Any
 from celery import Celery
 from celery.signals import beat_init, celeryd_init, worker_init
 
-from db.enums import JobKind, task_name
+from db.enums import JobKind, Queue, task_name
 from db.filesystem_broker import TRANSPORT as FILESYSTEM_TRANSPORT
 from workers.settings import HARD_LIMIT_GRACE_S, WorkerSettings
 
@@ -38,8 +38,8 @@ def make_celery(settings: WorkerSettings | None = None) -> Celery:
         task_acks_late=True,
         worker_prefetch_multiplier=1,
         task_reject_on_worker_lost=True,
-        task_default_queue="gpu",
-        task_routes={**{name: {"queue": "gpu"} for name in job_tasks}, REAP_TASK: {"queue": "cpu"}},
+        task_default_queue=Queue.gpu.value,
+        task_routes={**{name: {"queue": Queue.gpu.value} for name in job_tasks}, REAP_TASK: {"queue": Queue.cpu.value}},
         task_annotations={
             task_name(kind): {
                 "soft_time_limit": settings.time_limit_s(kind),
@@ -52,7 +52,7 @@ def make_celery(settings: WorkerSettings | None = None) -> Celery:
                 "task": REAP_TASK,
                 "schedule": settings.reap_interval_s,
                 # A reap message that waited behind a long job is useless: let it expire.
-                "options": {"queue": "cpu", "expires": max(2 * settings.reap_interval_s, 10.0)},
+                "options": {"queue": Queue.cpu.value, "expires": max(2 * settings.reap_interval_s, 10.0)},
             }
         },
         # Per host: workers on several machines/containers may share data_dir, and a schedule file

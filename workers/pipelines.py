@@ -27,7 +27,7 @@ from db.models import Dataset, FittedModel, MetricPoint, Plot, SampleSet
 from db.session import session_scope
 from molrg.analysis.metrics import explained_energy, recovery_report, subspace_clustering_objective
 from molrg.bases import pad_bases
-from workers import codec, figures
+from workers import codec, figures, finite
 from workers.heartbeat import Heartbeat
 from workers.settings import WorkerSettings
 
@@ -77,7 +77,7 @@ def execute(
         return Outcome.skipped
     if claim.kind != kind:
         return _fail(maker, claim, f"JobFailed: job is a {claim.kind} job, delivered to molrg.{kind}")
-    limit = claim.max_attempts or settings.max_attempts  # the row's limit, as the reaper uses it
+    limit = claim.max_attempts or settings.job_max_attempts  # the row's limit, as the reaper uses it
     if claim.attempt > limit:
         return _fail(maker, claim, f"JobFailed: gave up after {claim.attempt - 1} attempts (max_attempts={limit})")
     logger.info("job %s (%s) attempt %d started", job_id, kind, claim.attempt)
@@ -92,7 +92,7 @@ def execute(
         raise
     except Exception as exc:
         logger.exception("job %s attempt %d failed", job_id, claim.attempt)
-        return _fail(maker, claim, f"{type(exc).__name__}: {exc}")
+        return _fail(maker, claim, finite.user_message(exc))  # no SQL, parameters or traceback
     logger.info("job %s attempt %d: %s", job_id, claim.attempt, outcome)
     return outcome
 
@@ -130,8 +130,8 @@ def _store_loss(session: Session, job_id: uuid.UUID, history: list[float]) -> No
     session.execute(delete(MetricPoint).where(MetricPoint.job_id == job_id, MetricPoint.name == "loss"))
     if history:
         session.execute(insert(MetricPoint), [
-            {"job_id": job_id, "name": "loss", "step": i, "value": v if np.isfinite(v) else float("nan")}
-            for i, v in enumerate(history)
+            {"job_id": job_id, "name": "loss", "step": i, "value": v}
+            for i, v in enumerate(history) if np.isfinite(v)  # a finished fit has none other (finite.check_fit)
         ])
 
 
@@ -186,7 +186,8 @@ def run_fit(maker: sessionmaker[Session], claim: jobs.Claim, device: torch.devic
         ds = _load_dataset(session, dataset_id)
         data_npy, truth_npz, has_truth = ds.data_npy, ds.bases_npz, ds.has_ground_truth
     assert data_npy is not None
-    X = codec.to_tensor(codec.npy_to_array(data_npy), device)
+    X_np = codec.npy_to_array(data_npy)
+    X = codec.to_tensor(X_np, device)
     true_bases = codec.npz_to_bases(truth_npz) if has_truth and truth_npz else None
 
     def on_step(p: Any) -> bool:
@@ -195,12 +196,17 @@ def run_fit(maker: sessionmaker[Session], claim: jobs.Claim, device: torch.devic
         return hb.should_stop
 
     est = molrg.MoLRGDiffusion(**codec.estimator_kwargs(params, device))
-    est.fit(X, callback=on_step)
+    try:
+        est.fit(X, callback=on_step)
+    except Exception as exc:
+        finite.explain_fit_error(exc, X_np)  # data whose scale overflows float64: say so
+        raise
     if hb.should_stop:
         return _stopped(maker, claim, hb, [float(v) for v in (getattr(est, "loss_history_", None) or [])])
 
-    metrics = fit_metrics(est, X, true_bases)
     history = [float(v) for v in (getattr(est, "loss_history_", None) or [])]
+    finite.check_fit(history, est.bases_, est.weights_, X_np)  # NaN/inf fail the job before anything is stored
+    metrics = fit_metrics(est, X, true_bases)
     bases_npz = codec.bases_to_npz(est.bases_)
     hb.stop()
     with session_scope(maker) as session:
@@ -261,6 +267,7 @@ def run_sample(maker: sessionmaker[Session], claim: jobs.Claim, device: torch.de
         return _stopped(maker, claim, hb)
     if hb.should_stop:
         return _stopped(maker, claim, hb)
+    finite.check_samples(samples, codec.npy_to_array(data_npy))
     diagnostics = codec.jsonable(sample_diagnostics(
         samples, bases, weights=torch.as_tensor(weights, dtype=torch.float64, device=device),
         true_bases=true_bases, train_X=train_X,

@@ -4,7 +4,10 @@ from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import Field, model_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from db.enums import Queue
+from db.settings import SharedSettings
+from molrg.sweeps.grid import DEFAULT_MAX_FITS_PER_CHUNK
 
 DEFAULT_TIME_LIMITS_S = {"fit": 3600, "sample": 3600, "sweep": 3600}
 
@@ -12,30 +15,22 @@ DEFAULT_TIME_LIMITS_S = {"fit": 3600, "sample": 3600, "sweep": 3600}
 HARD_LIMIT_GRACE_S = 60
 
 
-class WorkerSettings(BaseSettings):
-    """Everything a worker process needs: database, broker, device, lifecycle timings."""
+class WorkerSettings(SharedSettings):
+    """Everything a worker process needs (the shared fields from db.settings): device, lifecycle timings."""
 
-    model_config = SettingsConfigDict(env_prefix="MOLRG_", extra="ignore")
-
-    data_dir: Path = Path("./molrg-data")
-    database_url: str = ""
-    broker_url: str = "filesystem://"
     device: Literal["auto", "cpu", "cuda"] = "auto"
     torch_threads: int | None = Field(None, ge=1)  # intra-op CPU threads per job; None: torch's default
     heartbeat_interval_s: float = Field(5.0, gt=0)
     stale_after_s: float = Field(60.0, gt=0)
     republish_after_s: float = Field(120.0, gt=0)
     reap_interval_s: float = Field(15.0, gt=0)
-    max_attempts: int = Field(3, ge=1)
     job_time_limit_s: dict[str, int] = Field(default_factory=lambda: dict(DEFAULT_TIME_LIMITS_S))
-    queues: list[str] = Field(default_factory=lambda: ["gpu", "cpu"])
-    sweep_chunk_fits: int = Field(480, ge=1)  # fits per sweep chunk (workers/sweeps.py)
+    queues: list[str] = Field(default_factory=lambda: [q.value for q in Queue])
+    sweep_chunk_fits: int = Field(DEFAULT_MAX_FITS_PER_CHUNK, ge=1)  # fits per sweep chunk (workers/sweeps.py)
     sweep_cpu_threads: int = Field(1, ge=0)  # torch threads of a sweep chunk on the CPU; 0: torch default
 
     @model_validator(mode="after")
-    def _defaults_under_data_dir(self) -> "WorkerSettings":
-        if not self.database_url:
-            self.database_url = f"sqlite:///{self.data_dir}/molrg.db"
+    def _time_limits(self) -> "WorkerSettings":
         self.job_time_limit_s = {**DEFAULT_TIME_LIMITS_S, **self.job_time_limit_s}
         return self
 

@@ -31,7 +31,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from db import jobs
 from db import sweep_chunks as chunks_store
 from db import sweeps as store
-from db.enums import JobKind
+from db.enums import JobKind, Queue
 from db.models import Sweep, SweepChunk
 from db.session import session_scope
 from molrg.spec import SweepSpec
@@ -82,7 +82,7 @@ def plan_sweep_job(maker: sessionmaker[Session], settings: WorkerSettings, job_i
         return "skipped"
     if claim.kind != JobKind.sweep:
         return _fail_job(maker, claim, f"JobFailed: job is a {claim.kind} job, delivered to {SWEEP_TASK}")
-    limit = min(claim.max_attempts, settings.max_attempts) if claim.max_attempts else settings.max_attempts
+    limit = min(claim.max_attempts, settings.job_max_attempts) if claim.max_attempts else settings.job_max_attempts
     if claim.attempt > limit:
         return _fail_job(maker, claim, f"JobFailed: gave up after {claim.attempt - 1} attempts")
     with session_scope(maker) as session:
@@ -172,9 +172,9 @@ def run_sweep_chunk(maker: sessionmaker[Session], settings: WorkerSettings, chun
     """Claim one chunk, run it batched, store its trials, and finish the sweep if it was the last."""
     with session_scope(maker) as session:
         claim = chunks_store.claim_chunk(session, chunk_id, hostname or socket.gethostname(),
-                                         settings.max_attempts)
+                                         settings.job_max_attempts)
     if isinstance(claim, chunks_store.ClaimRefused):
-        return _refused(maker, chunk_id, claim.reason, settings.max_attempts)
+        return _refused(maker, chunk_id, claim.reason, settings.job_max_attempts)
     with session_scope(maker) as session:
         sweep = store.get_sweep(session, claim.sweep_id)
         assert sweep is not None  # the chunk's foreign key guarantees it
@@ -338,7 +338,7 @@ def reap_sweeps(maker: sessionmaker[Session], settings: WorkerSettings,
     try:
         with session_scope(maker) as session:
             report = chunks_store.reap_chunks(session, settings.stale_after_s, settings.republish_after_s,
-                                              settings.max_attempts)
+                                              settings.job_max_attempts)
     except Exception:  # never block the job reaper that runs next; the next pass retries
         logger.exception("sweep reaper pass failed")
         return chunks_store.ChunkReapReport()
@@ -360,7 +360,7 @@ def publisher(task: Task) -> Publish:
     """Publish ``molrg.sweep_chunk`` for a chunk id on the gpu queue."""
 
     def publish(chunk_id: uuid.UUID) -> None:
-        task.app.send_task(CHUNK_TASK, kwargs={"chunk_id": str(chunk_id)}, queue="gpu")
+        task.app.send_task(CHUNK_TASK, kwargs={"chunk_id": str(chunk_id)}, queue=Queue.gpu.value)
 
     return publish
 

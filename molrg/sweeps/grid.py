@@ -35,7 +35,7 @@ __all__ = [
 ]
 
 KNOWN_METHODS = spec.LOWRANK_METHODS
-DEFAULT_MAX_FITS_PER_CHUNK = 4096
+DEFAULT_MAX_FITS_PER_CHUNK = 480  # a chunk is one batched program; 480 fans a paper grid out over workers
 
 
 class Cell(NamedTuple):

@@ -22,7 +22,7 @@ from workers import plots
 from workers import sweeps as ws
 from workers.settings import WorkerSettings
 
-WORKER = WorkerSettings(heartbeat_interval_s=0.1, stale_after_s=5, max_attempts=3, sweep_chunk_fits=6)
+WORKER = WorkerSettings(heartbeat_interval_s=0.1, stale_after_s=5, job_max_attempts=3, sweep_chunk_fits=6)
 
 
 @pytest.fixture

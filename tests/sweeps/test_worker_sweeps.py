@@ -19,7 +19,7 @@ from workers import plots
 from workers import sweeps as ws
 from workers.settings import WorkerSettings
 
-SETTINGS = WorkerSettings(heartbeat_interval_s=0.1, stale_after_s=5, republish_after_s=5, max_attempts=3,
+SETTINGS = WorkerSettings(heartbeat_interval_s=0.1, stale_after_s=5, republish_after_s=5, job_max_attempts=3,
                           sweep_chunk_fits=6)
 
 
@@ -126,7 +126,7 @@ def test_reaper_requeues_a_stale_chunk_not_the_sweep(maker: sessionmaker[Session
     ids = out.drain()
     ws.run_sweep_chunk(maker, SETTINGS, ids[0], cpu, "w1")
     with session_scope(maker) as s:  # chunk 1 was claimed by a worker that then died
-        claim = chunks_store.claim_chunk(s, ids[1], "dead", max_attempts=3)
+        claim = chunks_store.claim_chunk(s, ids[1], "dead", job_max_attempts=3)
         assert isinstance(claim, chunks_store.ChunkClaim)
         old = utcnow() - timedelta(seconds=60)
         s.execute(update(SweepChunk).where(SweepChunk.id == ids[1]).values(heartbeat_at=old))
