@@ -49,9 +49,10 @@ async def _gets(url: str, headers: dict[str, str], paths: list[str]) -> list[htt
         return await asyncio.gather(*(client.get(p) for p in paths))
 
 
-@pytest.mark.postgres
-def test_200_concurrent_reads_all_answered_with_2_connections(serve: Callable[..., Served], db_url_pg: str) -> None:
-    served = serve(db_url_pg, **TINY_POOL)
+@pytest.mark.parametrize("backend", ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def test_200_concurrent_reads_all_answered_with_2_connections(serve: Callable[..., Served], backend: str,
+                                                              request: pytest.FixtureRequest) -> None:
+    served = serve(request.getfixturevalue("sqlite_url" if backend == "sqlite" else "db_url_pg"), **TINY_POOL)
     h = served.headers()
     ids = _jobs(served, "alice", 5)
     paths = [f"/api/v1/jobs/{ids[i % 5]}" for i in range(200)]
