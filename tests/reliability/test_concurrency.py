@@ -22,6 +22,8 @@ from db.session import session_scope
 from tests.db.dbfixtures import add_job, free_port
 from tests.reliability.serving import LiveProbe, Served
 
+pytestmark = [pytest.mark.slow]  # each starts a uvicorn (or molrg up) process
+
 TINY_POOL = {"db_pool_size": 2, "db_max_overflow": 0, "db_pool_timeout_s": 1.0, "api_threads": 4}
 
 
