@@ -37,6 +37,8 @@ class NeuralConfig:
             2,000 cosine steps it beat 1e-3, 3e-3 and 5e-3 on K = 2, n = 48, d = 4, N_k = 256)
         lr_schedule : "cosine" (lr -> 0 at the last step) or "constant"
         ema : EMA decay of the weights used for denoising (0 = no EMA)
+        grad_clip : clip each member's own gradient norm to this value (0 = off); per member, so
+            members stay independent (a global clip over the stack would couple them)
         sigma_data : EDM's sd; None takes each member's RMS per coordinate ``sqrt(mean X^2)``
         p_mean, p_std : ``ln sigma ~ N(p_mean, p_std^2)`` training noise levels
     Split
@@ -54,6 +56,7 @@ class NeuralConfig:
     lr: float = 1e-2
     lr_schedule: Literal["cosine", "constant"] = "cosine"
     ema: float = 0.0
+    grad_clip: float = 0.0
     sigma_data: float | None = None
     p_mean: float = -1.2
     p_std: float = 1.2
@@ -85,6 +88,8 @@ class NeuralConfig:
             raise ValueError(f"lr={self.lr} must be > 0")
         if not 0.0 <= self.ema < 1.0:
             raise ValueError(f"ema={self.ema} must be in [0, 1)")
+        if not (math.isfinite(self.grad_clip) and self.grad_clip >= 0):
+            raise ValueError(f"grad_clip={self.grad_clip} must be >= 0 (0 = off)")
         if self.sigma_data is not None and not (math.isfinite(self.sigma_data) and self.sigma_data > 0):
             raise ValueError(f"sigma_data={self.sigma_data} must be > 0")
         if not (math.isfinite(self.p_std) and self.p_std > 0 and math.isfinite(self.p_mean)):

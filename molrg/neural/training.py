@@ -99,6 +99,16 @@ def _check_datasets(datasets: Sequence[Tensor]) -> None:
         n = X.shape[1]
 
 
+@torch.no_grad()
+def _clip_per_member(stacked: list[Tensor], max_norm: float) -> None:
+    """Scale member b's gradients by ``min(1, max_norm / ||g_b||)``, ``||g_b||`` over its own slices."""
+    grads = [p.grad for p in stacked if p.grad is not None]
+    sq = torch.stack([g.reshape(g.shape[0], -1).square().sum(1) for g in grads]).sum(0)  # (B,)
+    factor = (max_norm / (sq.sqrt() + 1e-6)).clamp(max=1.0)
+    for g in grads:
+        g.mul_(factor.reshape(-1, *([1] * (g.ndim - 1))).to(g.dtype))
+
+
 def train_ensemble(
     config: NeuralConfig,
     datasets: Sequence[Tensor],
@@ -173,6 +183,8 @@ def train_ensemble(
             losses = batched_loss(params, x0, sig[:, j], eps[:, j], sd_t)
             opt.zero_grad(set_to_none=True)
             losses.sum().backward()
+            if config.grad_clip > 0:
+                _clip_per_member(list(params.values()), config.grad_clip)
             opt.step()
             if ema is not None:
                 with torch.no_grad():

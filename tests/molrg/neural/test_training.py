@@ -1,5 +1,7 @@
 """Batched ensembles: a member equals the same member trained alone; callback; configs (section 12)."""
 
+from dataclasses import replace
+
 import pytest
 import torch
 
@@ -25,7 +27,7 @@ def test_member_in_an_ensemble_equals_the_member_trained_alone_float64():
     # members differ in seed, training set, size N and intrinsic dimension d (data only)
     Xs = [_data(seed=0), _data(dims=(3, 1), nk=11, seed=4), _data(dims=(4, 4), nk=3, seed=7)]
     seeds = [3, 11, 5]
-    cfg = NeuralConfig(width=16, depth=2, emb_dim=8, steps=25, batch_size=8, lr=3e-3, ema=0.9)
+    cfg = NeuralConfig(width=16, depth=2, emb_dim=8, steps=25, batch_size=8, lr=3e-3, ema=0.9, grad_clip=0.5)
     ens = train_ensemble(cfg, Xs, seeds, dtype=torch.float64)
     assert ens.loss_history.shape == (3, 25) and ens.steps_done == 25 and not ens.stopped
     for b in range(3):
@@ -33,6 +35,8 @@ def test_member_in_an_ensemble_equals_the_member_trained_alone_float64():
         _assert_same_member(ens.networks, b, solo.networks, 0, 1e-10)
         torch.testing.assert_close(ens.loss_history[b], solo.loss_history[0], rtol=1e-10, atol=1e-12)
         assert ens.networks.sigma_data[b].item() == pytest.approx(data_sigma(Xs[b]))
+    unclipped = train_ensemble(replace(cfg, grad_clip=0.0), Xs[:1], seeds[:1], dtype=torch.float64)
+    assert not torch.allclose(unclipped.networks.params["out.weight"][0], ens.networks.params["out.weight"][0])
     # and the members did learn different things (the test could fail)
     assert (ens.networks.params["layers.0.weight"][0] - ens.networks.params["layers.0.weight"][1]).abs().max() > 1e-3
 
