@@ -1,7 +1,8 @@
 """Public health checks: liveness and readiness (database and broker)."""
 
+import asyncio
 import os
-import threading
+import time
 from pathlib import Path
 from typing import Any
 
@@ -41,7 +42,17 @@ def _check_broker(settings: ServiceSettings) -> str:
 
 
 _LIVE = HealthRead(status="ok")
-_READY_LOCK = threading.Lock()  # concurrent probes take one connection (from the pool's overflow), not one each
+
+
+class _ReadyState:
+    """One check at a time per process; a check that started after a probe arrived answers it too (probes
+    wait on the event loop, holding no thread): a database that hangs costs one thread and one connection,
+    however often it is probed, and no answer is older than the probe."""
+
+    def __init__(self) -> None:
+        self.lock = asyncio.Lock()
+        self.started_at = -1e9
+        self.checks: dict[str, str] = {}
 
 
 @router.get("/live")
@@ -51,14 +62,22 @@ async def live() -> HealthRead:
 
 
 def _checks(request: Request) -> dict[str, str]:
-    with _READY_LOCK:
-        return {"database": _check_database(request), "broker": _check_broker(request.app.state.settings)}
+    return {"database": _check_database(request), "broker": _check_broker(request.app.state.settings)}
 
 
 @router.get("/ready", responses={503: {"description": "Database or broker unreachable (problem+json)"}})
 async def ready(request: Request) -> Any:
     """Ready when the database answers SELECT 1 and the broker is reachable."""
-    checks = await anyio.to_thread.run_sync(_checks, request)
+    state: _ReadyState | None = getattr(request.app.state, "ready_state", None)
+    if state is None:
+        state = request.app.state.ready_state = _ReadyState()
+    asked = time.monotonic()
+    async with state.lock:
+        if state.started_at < asked:
+            started = time.monotonic()
+            state.checks = await anyio.to_thread.run_sync(_checks, request)
+            state.started_at = started
+        checks = state.checks
     if all(v == "ok" for v in checks.values()):
         return HealthRead(status="ok", checks=checks)
     failing = ", ".join(f"{k}: {v}" for k, v in checks.items() if v != "ok")

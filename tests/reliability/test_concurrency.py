@@ -90,6 +90,56 @@ def test_database_down_is_a_fast_503(serve: Callable[..., Served]) -> None:
     assert httpx.get(served.url + "/health/ready", timeout=30).status_code == 503
 
 
+class Blackhole:
+    """A TCP port that accepts connections and never answers (a database that hangs); counts the accepts."""
+
+    def __init__(self) -> None:
+        import socket
+        import threading
+
+        self.sock = socket.create_server(("127.0.0.1", 0))
+        self.port = self.sock.getsockname()[1]
+        self.accepted: list[Any] = []
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                conn, _ = self.sock.accept()
+            except OSError:
+                return
+            self.accepted.append(conn)
+
+    def close(self) -> None:
+        self.sock.close()
+        for conn in self.accepted:
+            conn.close()
+
+
+def test_ready_probes_share_one_check_when_the_database_hangs(serve: Callable[..., Served]) -> None:
+    hole = Blackhole()
+    try:
+        served = serve(f"postgresql+psycopg://postgres@127.0.0.1:{hole.port}/test", db_connect_timeout_s=2)
+
+        async def probes() -> tuple[list[httpx.Response], float]:
+            async with httpx.AsyncClient(base_url=served.url, timeout=60) as c:
+                ready = asyncio.gather(*(c.get("/health/ready") for _ in range(30)))
+                await asyncio.sleep(0.2)
+                t1 = time.perf_counter()
+                assert (await c.get("/health/live")).status_code == 200
+                live_s = time.perf_counter() - t1
+                return await ready, live_s
+
+        responses, live_s = asyncio.run(probes())
+        assert {r.status_code for r in responses} == {503}
+        assert all(r.json()["checks"]["database"].startswith("unreachable") for r in responses)
+        # 30 probes, 2 s connect timeout each: at most a few checks ran (one at a time, shared), not 30
+        assert len(hole.accepted) <= 4, len(hole.accepted)
+        assert live_s < 1.0, live_s
+    finally:
+        hole.close()
+
+
 class Streams:
     """Event streams held open by one async client; ``events[i]`` collects stream i's event names."""
 
