@@ -47,14 +47,17 @@ class DbGate:
 
     @asynccontextmanager
     async def slot(self) -> AsyncIterator[None]:
-        self.waiting += 1
-        t0 = time.monotonic()
-        try:
-            await asyncio.wait_for(self._sem.acquire(), self.queue_timeout_s)
-        except TimeoutError:
-            raise Overloaded(f"no database slot free after {time.monotonic() - t0:.0f} s; retry later") from None
-        finally:
-            self.waiting -= 1
+        if self._sem.locked():  # else a slot is free: take it without a timer
+            self.waiting += 1
+            t0 = time.monotonic()
+            try:
+                await asyncio.wait_for(self._sem.acquire(), self.queue_timeout_s)
+            except TimeoutError:
+                raise Overloaded(f"no database slot free after {time.monotonic() - t0:.0f} s; retry later") from None
+            finally:
+                self.waiting -= 1
+        else:
+            await self._sem.acquire()
         self.in_use += 1
         try:
             yield
