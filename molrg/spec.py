@@ -432,6 +432,69 @@ def synthetic_errors(spec: SyntheticSpec) -> list[FieldIssue]:
     return out
 
 
+class SyntheticArrays(NamedTuple):
+    """A generated MoLRG dataset as numpy arrays (section 1)."""
+
+    X: Any  # (N, n) float64
+    labels: Any  # (N,) int64
+    bases: list[Any]  # K arrays (n, d_k), orthonormal columns
+    weights: Any  # (K,) float64 pi_k
+    counts: list[int]  # N_k
+
+
+def _signed_q(G: Any) -> Any:
+    """Q of a QR with diag(R) > 0, so Q is a deterministic function of G."""
+    import numpy as np
+
+    Q, R = np.linalg.qr(G)
+    sign = np.sign(np.diagonal(R))
+    sign[sign == 0] = 1.0
+    return Q * sign
+
+
+def generate_synthetic(spec: SyntheticSpec) -> SyntheticArrays:
+    """THE MoLRG generator: x = U_k a + noise_std e (section 1), a function of (spec, seed) alone.
+
+    Every draw comes from one ``numpy.random.default_rng(seed)`` (never global state) in a fixed order:
+    bases, label order, coefficients, noise. It lives in the declaration so the API (no torch), the
+    sweeps and :func:`molrg.make_molrg` produce the same array for the same spec and seed. The noise
+    is drawn last, so the clean part of X does not depend on ``noise_std``.
+    """
+    import numpy as np
+
+    raise_for(synthetic_errors(spec))
+    rng = np.random.default_rng(spec.seed)
+    n, dims, K = spec.ambient_dim, list(spec.dims), len(spec.dims)
+    if spec.orthogonal:
+        Q = _signed_q(rng.standard_normal((n, sum(dims))))
+        bases = [np.ascontiguousarray(b) for b in np.split(Q, np.cumsum(dims)[:-1], axis=1)]
+    else:
+        bases = [_signed_q(rng.standard_normal((n, d))) for d in dims]
+    pi = np.asarray(spec.normalised_weights(), dtype=np.float64)
+    N = spec.total_samples()
+    if spec.balanced:
+        counts = spec.counts()
+        labels = rng.permutation(np.repeat(np.arange(K, dtype=np.int64), counts))
+    else:
+        labels = rng.choice(K, size=N, p=pi).astype(np.int64)
+        counts = [int(c) for c in np.bincount(labels, minlength=K)]
+    A = rng.standard_normal((N, max(dims)))
+    X = np.empty((N, n), dtype=np.float64)
+    for k, U_k in enumerate(bases):
+        rows = labels == k
+        X[rows] = A[rows, : dims[k]] @ U_k.T
+    del A
+    if spec.noise_std > 0:
+        X += spec.noise_std * rng.standard_normal((N, n))
+    return SyntheticArrays(X=X, labels=labels, bases=bases, weights=pi, counts=counts)
+
+
+def synthetic_peak_bytes(spec: SyntheticSpec) -> int:
+    """Peak memory of :func:`generate_synthetic` (X, coefficients and noise, float64): the budget's measure."""
+    N = spec.total_samples()
+    return 8 * N * (2 * spec.ambient_dim + max(spec.dims))
+
+
 # ---------------------------------------------------------------- sweeps (section 7)
 
 

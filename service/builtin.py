@@ -15,11 +15,11 @@ from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy.orm import Session
 
 from db.models import Dataset
-from service import synthetic
 from service.auth import Principal
 from service.datasets import Created, _insert
 from service.errors import FieldError, ServiceUnavailable, ValidationFailed
 from service.idempotency import find_replay, request_hash
+from service.npy import npy_bytes
 
 
 class BuiltinUnavailable(ServiceUnavailable):
@@ -72,5 +72,5 @@ def create_builtin(session: Session, principal: Principal, req: BuiltinCreate, i
             "source": "scikit-learn sklearn/datasets/data/digits.csv.gz"}
     row = Dataset(owner=principal.owner, name=req.name or "digits", source="builtin", n_samples=int(X.shape[0]),
                   ambient_dim=int(X.shape[1]), spec=spec, has_ground_truth=False, idempotency_key=idempotency_key,
-                  request_hash=digest, data_npy=synthetic.npy_bytes(X), labels_npy=synthetic.npy_bytes(y))
+                  request_hash=digest, data_npy=npy_bytes(X), labels_npy=npy_bytes(y))
     return _insert(session, row, principal.owner, idempotency_key, digest)

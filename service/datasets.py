@@ -9,10 +9,11 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from db.models import Dataset
-from service import synthetic
+from molrg.spec import generate_synthetic
 from service.auth import Principal
 from service.errors import IdempotencyKeyInProgress
 from service.idempotency import find_replay, request_hash
+from service.npy import npy_bytes, npz_bytes
 from service.pagination import paginate
 from service.schemas import DatasetCreate, DatasetRead
 from service.scoping import API, get_visible, visible
@@ -58,19 +59,16 @@ def create_synthetic(session: Session, principal: Principal, req: DatasetCreate,
         return Created(existing, True)
     spec = req.synthetic
     validate_synthetic(spec, settings)
-    data = synthetic.make_molrg(
-        spec.ambient_dim, spec.dims, n_samples=spec.n_samples, samples_per_component=spec.samples_per_component,
-        weights=spec.weights, orthogonal=spec.orthogonal, balanced=spec.balanced, noise_std=spec.noise_std,
-        seed=spec.seed,
-    )
+    # The one MoLRG generator (molrg.spec): the same arrays as molrg.make_molrg and the sweeps. Sync route:
+    # it runs in the threadpool, off the event loop, within the synthetic_budget_bytes checked above.
+    data = generate_synthetic(spec)
     stored_spec = spec.model_dump(mode="json") | {"weights": data.weights.tolist(), "counts": data.counts,
-                                                   "generator": "numpy.default_rng"}
+                                                   "generator": "molrg.spec.generate_synthetic"}
     row = Dataset(
         owner=principal.owner, name=req.name, source="synthetic", n_samples=int(data.X.shape[0]),
         ambient_dim=spec.ambient_dim, spec=stored_spec, has_ground_truth=True,
         idempotency_key=idempotency_key, request_hash=digest,
-        data_npy=synthetic.npy_bytes(data.X), labels_npy=synthetic.npy_bytes(data.labels),
-        bases_npz=synthetic.npz_bytes(data.bases),
+        data_npy=npy_bytes(data.X), labels_npy=npy_bytes(data.labels), bases_npz=npz_bytes(data.bases),
     )
     return _insert(session, row, principal.owner, idempotency_key, digest)
 

@@ -29,6 +29,10 @@ def validate_synthetic(req: SyntheticSpec, settings: ServiceSettings) -> None:
         field = "n_samples" if req.n_samples is not None else "samples_per_component"
         issues += _over(field, "N", N, "max_rows", settings.max_rows)
         issues += _over(field, "N*n", N * req.ambient_dim, "max_dataset_values", settings.max_dataset_values)
+        if not issues and (peak := spec.synthetic_peak_bytes(req)) > settings.synthetic_budget_bytes:
+            issues.append(spec.FieldIssue(field, f"generating N={N} x n={req.ambient_dim} needs ~{peak >> 20} MiB, over "
+                                                 f"the limit synthetic_budget_bytes={settings.synthetic_budget_bytes}; "
+                                                 "generate fewer samples (or upload the array)"))
     _raise(issues, "synthetic.")
 
 

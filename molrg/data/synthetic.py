@@ -1,23 +1,24 @@
 """Synthetic MoLRG data (spec section 1): x0 = U_k a, k ~ Categorical(pi), a ~ N(0, I_{d_k}).
 
-Every draw comes from one ``torch.Generator().manual_seed(seed)`` on the CPU, in float64, in a
-fixed order (bases, labels, coefficients, noise); the result is cast to ``dtype``/``device`` at the
-end. Hence a dataset depends only on its spec and seed, never on the device, the dtype of the
+Every draw comes from the one generator, :func:`molrg.spec.generate_synthetic` (numpy's PCG64 seeded by
+``seed``, never global state, in a fixed order: bases, labels, coefficients, noise), so the API, which
+imports no torch, generates the same arrays; the result is cast to ``dtype``/``device`` at the end. Hence a dataset depends only on its spec and seed, never on the device, the dtype of the
 result or the batch it was generated in, and the clean part of ``X`` is the same for every
 ``noise_std`` (the noise is always drawn, then scaled).
 """
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import torch
 from torch import Tensor
 
 from molrg.bases import pad_bases
+from molrg.spec import SyntheticSpec, component_counts, generate_synthetic, raise_for, synthetic_errors
 
 WeightsLike = Sequence[float] | Tensor | np.ndarray | None
 CountsLike = int | Sequence[int] | None
@@ -27,7 +28,7 @@ __all__ = [
     "MoLRGData",
     "component_counts",
     "make_molrg",
-    "random_bases",
+    "synthetic_spec",
     "sample_molrg_batch",
     "validate_spec",
 ]
@@ -91,27 +92,15 @@ class MoLRGBatch:
     seeds: list[int]
 
 
-def _as_dims(dims: Sequence[int]) -> list[int]:
-    try:
-        out = [int(d) for d in dims]
-    except TypeError as exc:
-        raise ValueError(f"dims: expected a list of ints, got {dims!r}") from exc
-    if any(int(d) != d for d in dims):
-        raise ValueError(f"dims: expected integers, got {list(dims)!r}")
-    return out
-
-
 def _as_weights(weights: WeightsLike) -> list[float] | None:
     if weights is None:
         return None
     if isinstance(weights, Tensor):
-        w = [float(v) for v in weights.detach().cpu().reshape(-1).tolist()]
-    else:
-        w = [float(v) for v in np.asarray(weights, dtype=np.float64).reshape(-1)]
-    return w
+        return [float(v) for v in weights.detach().cpu().reshape(-1).tolist()]
+    return [float(v) for v in np.asarray(weights, dtype=np.float64).reshape(-1)]
 
 
-def validate_spec(
+def synthetic_spec(
     ambient_dim: int,
     dims: Sequence[int],
     n_samples: int | None = None,
@@ -119,94 +108,25 @@ def validate_spec(
     weights: WeightsLike = None,
     orthogonal: bool = True,
     noise_std: float = 0.0,
-) -> None:
-    """Check a MoLRG spec (spec section 1); raise ValueError naming the field and the fix."""
-    if int(ambient_dim) != ambient_dim or ambient_dim < 2:
-        raise ValueError(f"ambient_dim={ambient_dim!r} must be an integer >= 2")
-    dims_l = _as_dims(dims)
-    if not dims_l:
-        raise ValueError("dims: need at least one component (e.g. dims=[4])")
-    for k, d in enumerate(dims_l):
-        if d < 1:
-            raise ValueError(f"dims[{k}]={d} must be >= 1")
-        if d >= ambient_dim:
-            raise ValueError(f"dims[{k}]={d} must be < ambient_dim={ambient_dim}; use a smaller d_k")
-    if orthogonal and sum(dims_l) > ambient_dim:
-        raise ValueError(
-            f"sum(dims)={sum(dims_l)} exceeds ambient_dim={ambient_dim} for orthogonal subspaces; "
-            "use orthogonal=False or smaller dims"
-        )
-    K = len(dims_l)
-    w = _as_weights(weights)
-    if w is not None:
-        if len(w) != K:
-            raise ValueError(f"weights: expected {K} entries (one per dims entry), got {len(w)}")
-        if any(not math.isfinite(v) or v < 0 for v in w):
-            raise ValueError(f"weights={w} must be finite and non-negative")
-        if abs(sum(w) - 1.0) > 1e-6:
-            raise ValueError(f"weights={w} must sum to 1 (they sum to {sum(w):.6g}); normalise them")
-    if (n_samples is None) == (samples_per_component is None):
-        raise ValueError("give exactly one of n_samples or samples_per_component")
-    if n_samples is not None:
-        if int(n_samples) != n_samples or n_samples < 1:
-            raise ValueError(f"n_samples={n_samples!r} must be an integer >= 1")
-    else:
-        counts = _as_counts(samples_per_component, K)
-        if sum(counts) < 1:
-            raise ValueError(f"samples_per_component={samples_per_component!r}: total N must be >= 1")
-    if not math.isfinite(float(noise_std)) or noise_std < 0:
-        raise ValueError(f"noise_std={noise_std!r} must be >= 0")
-
-
-def _as_counts(samples_per_component: CountsLike, k: int) -> list[int]:
-    if isinstance(samples_per_component, int | np.integer):
-        counts = [int(samples_per_component)] * k
-    else:
-        counts = [int(c) for c in samples_per_component or []]
-        if len(counts) != k:
-            raise ValueError(
-                f"samples_per_component: expected an int or {k} entries (one per dims entry), "
-                f"got {len(counts)}"
-            )
-    if any(c < 0 for c in counts):
-        raise ValueError(f"samples_per_component={counts} must be non-negative")
-    return counts
-
-
-def component_counts(n_samples: int, weights: Sequence[float]) -> list[int]:
-    """Exact class sizes N_k summing to N from pi by largest-remainder rounding (spec section 1)."""
-    raw = [n_samples * float(w) for w in weights]
-    counts = [math.floor(r) for r in raw]
-    remainder = n_samples - sum(counts)
-    # Largest fractional part first; ties go to the lower index (stable sort).
-    order = sorted(range(len(raw)), key=lambda k: -(raw[k] - counts[k]))
-    for k in order[:remainder]:
-        counts[k] += 1
-    return counts
-
-
-def random_bases(
-    ambient_dim: int, dims: Sequence[int], generator: torch.Generator, orthogonal: bool = True
-) -> list[Tensor]:
-    """Random orthonormal U_k of shape (n, d_k), float64 CPU (spec section 1)."""
-    dims_l = _as_dims(dims)
-    if orthogonal:
-        G = torch.randn(ambient_dim, sum(dims_l), generator=generator, dtype=torch.float64)
-        Q = _qr_q(G)
-        return list(torch.split(Q, dims_l, dim=1))
-    out = []
-    for d in dims_l:
-        G = torch.randn(ambient_dim, d, generator=generator, dtype=torch.float64)
-        out.append(_qr_q(G))
+    seed: int = 0,
+    balanced: bool = True,
+) -> SyntheticSpec:
+    """The declared spec of a MoLRG dataset (molrg.spec.SyntheticSpec); ValueError naming a bad field."""
+    per = samples_per_component
+    data = {
+        "ambient_dim": ambient_dim, "dims": [int(d) for d in dims], "n_samples": n_samples,
+        "samples_per_component": per if per is None or isinstance(per, int) else [int(c) for c in per],
+        "weights": _as_weights(weights), "orthogonal": orthogonal, "balanced": balanced,
+        "noise_std": float(noise_std), "seed": int(seed),
+    }
+    out = SyntheticSpec.model_validate(data)
+    raise_for(synthetic_errors(out))
     return out
 
 
-def _qr_q(G: Tensor) -> Tensor:
-    Q, R = torch.linalg.qr(G)
-    # Fix the column signs so Q is a deterministic function of G (diag(R) > 0).
-    sign = torch.sign(torch.diagonal(R))
-    sign[sign == 0] = 1.0
-    return Q * sign
+def validate_spec(*args: Any, **kwargs: Any) -> None:
+    """Check a MoLRG spec (section 1): raise ValueError naming the field and the fix."""
+    synthetic_spec(*args, **kwargs)
 
 
 def make_molrg(
@@ -222,7 +142,10 @@ def make_molrg(
     dtype: torch.dtype = torch.float64,
     device: torch.device | str | None = None,
 ) -> MoLRGData:
-    """Draw a MoLRG dataset x = U_k a + noise_std * e (spec section 1).
+    """Draw a MoLRG dataset x = U_k a + noise_std * e (spec section 1) with the one generator.
+
+    The draws are :func:`molrg.spec.generate_synthetic`'s, so the same spec and seed give the same
+    array here, in a sweep and from the API (``POST /api/v1/datasets``).
 
     Parameters
     ----------
@@ -231,7 +154,7 @@ def make_molrg(
     n_samples : total N; with ``balanced`` the N_k come from pi by largest-remainder rounding
     samples_per_component : N_k (an int for all components, or K ints); exclusive with n_samples.
         With ``balanced=False`` only their sum N is used and labels are drawn i.i.d. from pi.
-    weights : pi (K,), default uniform, or N_k / N when ``samples_per_component`` is given
+    weights : pi (K,), positive (normalised here); default uniform, or N_k / N when counts are given
     orthogonal : mutually orthogonal subspaces (needs sum(dims) <= n) or independent ones
     noise_std : standard deviation of the additive isotropic noise
     seed : the only source of randomness
@@ -241,44 +164,19 @@ def make_molrg(
     -------
     MoLRGData with X (N, n), labels (N,), bases list of (n, d_k), weights (K,)
     """
-    validate_spec(ambient_dim, dims, n_samples, samples_per_component, weights, orthogonal, noise_std)
-    dims_l = _as_dims(dims)
-    K = len(dims_l)
-    w = _as_weights(weights)
-    if samples_per_component is not None:
-        counts = _as_counts(samples_per_component, K)
-        N = sum(counts)
-        if w is None:
-            w = [c / N for c in counts]
-    else:
-        N = int(n_samples)  # type: ignore[arg-type]
-        if w is None:
-            w = [1.0 / K] * K
-        counts = component_counts(N, w)
+    spec = synthetic_spec(ambient_dim, dims, n_samples, samples_per_component, weights, orthogonal, noise_std,
+                          seed, balanced)
+    arrays = generate_synthetic(spec)
 
-    g = torch.Generator().manual_seed(int(seed))
-    bases = random_bases(int(ambient_dim), dims_l, g, orthogonal)
-    pi = torch.tensor(w, dtype=torch.float64)
-    if balanced:
-        labels = torch.repeat_interleave(torch.arange(K), torch.tensor(counts))
-        labels = labels[torch.randperm(N, generator=g)]
-    else:
-        labels = torch.multinomial(pi, N, replacement=True, generator=g)
-    U = pad_bases(bases)  # (K, n, dmax)
-    A = torch.randn(N, U.shape[2], generator=g, dtype=torch.float64)
-    X = torch.einsum("ind,id->in", U[labels], A)
-    E = torch.randn(N, int(ambient_dim), generator=g, dtype=torch.float64)
-    X = X + float(noise_std) * E
-
-    def cast(t: Tensor) -> Tensor:
-        return t.to(device=device, dtype=dtype)
+    def cast(a: np.ndarray) -> Tensor:
+        return torch.from_numpy(np.ascontiguousarray(a)).to(device=device, dtype=dtype)
 
     return MoLRGData(
-        X=cast(X),
-        labels=labels.to(device=device, dtype=torch.int64),
-        bases=[cast(B) for B in bases],
-        weights=cast(pi),
-        dims=dims_l,
+        X=cast(arrays.X),
+        labels=torch.from_numpy(arrays.labels).to(device=device, dtype=torch.int64),
+        bases=[cast(U) for U in arrays.bases],
+        weights=cast(arrays.weights),
+        dims=list(spec.dims),
         seed=int(seed),
     )
 

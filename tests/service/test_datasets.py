@@ -6,7 +6,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from service.synthetic import make_molrg
+from molrg import make_molrg
 from tests.service.factories import SYNTH, make_dataset
 
 
