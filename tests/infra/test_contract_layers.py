@@ -183,3 +183,14 @@ def test_known_drifts_are_refused_everywhere(body: dict[str, Any]) -> None:
     body = {"dataset_id": str(uuid.uuid4()), "seed": 0, **body}
     assert _api_accepts(body) == (False, None)
     assert not _library_accepts(body)
+
+
+def test_names_have_one_source() -> None:
+    """Samplers, methods and their option models are the declaration's names everywhere."""
+    from molrg.lowrank.fitting import METHODS as FIT_METHODS
+    from molrg.sampling.samplers import SAMPLERS
+    from molrg.sweeps.grid import KNOWN_METHODS
+
+    assert set(SAMPLERS) == set(spec.SAMPLERS)
+    assert set(spec.FIT_OPTIONS) == set(spec.METHODS)
+    assert FIT_METHODS == KNOWN_METHODS == spec.LOWRANK_METHODS
