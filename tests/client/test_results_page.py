@@ -3,7 +3,6 @@ its transitions table; a fit's numbers, loss curve and figures; a sample set's n
 running sweep's progress; the key kept in memory only."""
 
 import re
-import time
 from collections.abc import Iterator
 
 import pytest
@@ -103,8 +102,10 @@ def test_fit_and_sample_set_pages(client: Client, embedded_stack: Stack, api_key
 
 
 def test_running_sweep_shows_progress(client: Client, embedded_stack: Stack, api_key: str, browser: Browser) -> None:
+    # Long enough to be seen running, bounded (5,000 steps per fit) so the worker is never held for long even
+    # if the cancel below arrives after the fits are done.
     spec = {"ambient_dim": 10, "dims": [2], "samples": [2, 3], "trials": 2, "methods": ["diffusion"],
-            "method_options": {"diffusion": {"steps": 1000000, "tol": 1e-30}}, "seed": 1}
+            "method_options": {"diffusion": {"steps": 5000}}, "seed": 1}
     job = client.sweeps.create(spec)
     try:
         b = browser
@@ -115,8 +116,8 @@ def test_running_sweep_shows_progress(client: Client, embedded_stack: Stack, api
         assert "partial results" in b.evaluate("document.querySelector('section.sweep').textContent")
     finally:
         client.jobs.cancel(job)
-    b.wait_for(READY, timeout=90)
-    assert "cancelled" in b.evaluate("document.querySelector('section.job .progress').textContent")
-    deadline = time.monotonic() + 5
-    while client.jobs.get(job).status != "cancelled" and time.monotonic() < deadline:
-        time.sleep(0.2)
+    b.wait_for(READY, timeout=240)
+    final = client.jobs.wait(job, timeout=60)
+    assert b.evaluate("document.body.dataset.ready") == "1"
+    assert final.status in ("cancelled", "succeeded")
+    assert final.status in b.evaluate("document.querySelector('section.job .progress').textContent")
