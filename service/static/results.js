@@ -206,10 +206,9 @@ async function render() {
   const sections = resources.map(([name, r]) => [r, resourceSection(name, r)]);
   const main = document.getElementById("content");
   main.replaceChildren(jobSection(job), ...sections.map(([, s]) => s));
-  const done = TERMINAL.has(job.status);
-  if (!done) { document.body.dataset.ready = "running"; return false; }
-  const charts = await metricCharts(job);
+  const charts = await metricCharts(job);  // e.g. the training loss, growing while the fit runs
   if (charts.length) main.querySelector(".job").append(el("div", { class: "metrics" }, el("h3", {}, "metrics"), charts));
+  if (!TERMINAL.has(job.status)) { document.body.dataset.ready = "running"; return false; }
   await Promise.all(sections.map(([r, s]) => figuresOf(r, s)));
   return true;
 }
