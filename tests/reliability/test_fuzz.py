@@ -3,8 +3,10 @@
 The app runs in-process (ASGI) over a real migrated database with a recording queue. Each generated
 request is sent twice over: with random path ids (mostly 404s) and, for half of the cases, with the
 ids of resources that exist (so the handlers behind the 404 are fuzzed too). Every response must be
-non-5xx and conform to the schema (status code, content type, headers, body). Bounded: a few
-examples per operation and mode, so the whole run stays well under a minute on 2 cores.
+non-5xx and conform to the schema (status code, content type, headers, body). A third pass per operation
+takes valid cases to the stores' bounds (text with NUL, integers at the INTEGER/BIGINT bounds) and must
+find no 5xx either; the suite runs on SQLite and PostgreSQL. Bounded: a few examples per operation and
+mode, so each backend's run stays around a minute on 2 cores.
 """
 
 import os
@@ -38,6 +40,11 @@ from tests.service.factories import insert_model, insert_sample_set, make_datase
 EXAMPLES = int(os.environ.get("MOLRG_FUZZ_EXAMPLES", "12"))
 CHECKS = [not_a_server_error, status_code_conformance, content_type_conformance, response_headers_conformance,
           response_schema_conformance]
+# Values at what the stores accept: text with NUL (PostgreSQL text cannot hold it), integers at the INTEGER
+# and BIGINT bounds and one past them. Each "edge" case is a valid generated case with every string of its
+# query and body (or every integer) replaced by one of these.
+NUL_TEXT = "a\x00b"
+INT_BOUNDS = [2**31 - 1, 2**31, 2**63 - 1, 2**63, -(2**31) - 1, -(2**63) - 1]
 TINY_SWEEP = {"ambient_dim": 8, "n_components": 1, "dims": [2], "samples": [3], "trials": 1, "methods": ["pca"]}
 
 
@@ -67,6 +74,49 @@ def check_sse_events(body: str, doc: dict[str, Any]) -> int:
         jsonschema_rs.Draft202012Validator(schema, validate_formats=True).validate(ev.data)
     assert events[-1].event == "end", "the stream must end with an end event"
     return len(events)
+
+
+def _edge(value: Any, kind: str) -> Any:
+    """``value`` with every string (kind "nul") or every integer (an int bound) replaced, recursively."""
+    if isinstance(value, dict):
+        return {(_edge(k, kind) if kind == "nul" else k): _edge(v, kind) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_edge(v, kind) for v in value]
+    if kind == "nul" and isinstance(value, str):
+        return value[:3] + NUL_TEXT
+    if kind != "nul" and isinstance(value, int) and not isinstance(value, bool):
+        return int(kind)
+    return value
+
+
+def _fuzz_edges(op: Any, headers: dict[str, str], ids: dict[str, str], stats: dict[str, Any], examples: int) -> None:
+    """Valid cases pushed to the stores' bounds: no 5xx (a 4xx names the field, or the value is stored)."""
+    kinds = ["nul", *map(str, INT_BOUNDS)]
+
+    @given(case=op.as_strategy(generation_mode=GenerationMode.POSITIVE), kind=st.sampled_from(kinds),
+           known=st.booleans())
+    @settings(max_examples=examples, deadline=None, database=None, derandomize=True,
+              suppress_health_check=list(HealthCheck), phases=[Phase.explicit, Phase.generate])
+    def one(case: Any, kind: str, known: bool) -> None:
+        if known and case.path_parameters:
+            case.path_parameters = {k: ids.get(k, v) for k, v in case.path_parameters.items()}
+        if case.query:
+            case.query = _edge(case.query, kind)
+        if isinstance(case.body, dict | list):
+            case.body = _edge(case.body, kind)
+        stats["cases"] += 1
+        stats["edge_cases"] += 1
+        response = case.call(headers=headers)
+        stats["status"][response.status_code] += 1
+        if response.status_code >= 500:
+            stats["server_errors"].append(f"edge[{kind}] {op.label}: {response.status_code} {response.text[:300]}")
+        elif kind == "nul" and response.status_code == 422 and "NUL" in response.text:
+            stats["nul_refused"] += 1
+
+    try:
+        one()
+    except Unsatisfiable:
+        pass
 
 
 def _fuzz_operation(op: Any, mode: Any, headers: dict[str, str], ids: dict[str, str], stats: dict[str, Any],
@@ -103,16 +153,21 @@ def run_fuzz(api: Any, examples: int = EXAMPLES) -> dict[str, Any]:
     app = api.client.app
     schema = schemathesis.openapi.from_asgi("/openapi.json", app)
     stats: dict[str, Any] = {"operations": 0, "cases": 0, "status": Counter(), "server_errors": [], "failures": [],
-                             "sse_events": 0}
+                             "sse_events": 0, "edge_cases": 0, "nul_refused": 0}
     doc = app.openapi()
 
-    for result in schema.get_all_operations():
-        op = result.ok()
+    # DELETEs last: one with the seeded ids removes them (and their jobs) for every operation after it
+    ops = sorted((result.ok() for result in schema.get_all_operations()), key=lambda op: op.method.upper() == "DELETE")
+    for op in ops:
         stats["operations"] += 1
         for mode in (GenerationMode.POSITIVE, GenerationMode.NEGATIVE):
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
                 _fuzz_operation(op, mode, headers, ids, stats, examples, doc)
+    for op in ops:  # after the others: a valid DELETE here may remove the seeded resources
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            _fuzz_edges(op, headers, ids, stats, examples)
     return stats
 
 
@@ -127,9 +182,11 @@ def test_schemathesis_all_operations_no_5xx_and_schema_conformant(make_api: Any,
     elapsed = time.monotonic() - t0
     print(f"\nfuzz[{backend}]: {stats['operations']} operations, {stats['cases']} cases, "
           f"{len(stats['server_errors'])} 5xx, {len(stats['failures'])} failures, {stats['sse_events']} SSE events checked, "
+          f"{stats['edge_cases']} edge cases ({stats['nul_refused']} NUL refused with 422), "
           f"{elapsed:.1f}s, "
           f"statuses {dict(sorted(stats['status'].items()))}")
     assert stats["operations"] >= 25
     assert not stats["server_errors"], "\n".join(stats["server_errors"][:20])
     assert not stats["failures"], "\n\n".join(stats["failures"][:10])
     assert stats["sse_events"] > 0  # the event stream of an existing job was fuzzed and every event checked
+    assert stats["edge_cases"] > stats["operations"] and stats["nul_refused"] > 0
