@@ -179,7 +179,10 @@ def sample_diagnostics(
     out: dict[str, Any] = {"n_samples": int(x.shape[0]), "fitted": _subspace_block(x, fitted_bases, weights)}
     if true_bases is not None:
         out["true"] = _subspace_block(x, true_bases, true_weights)
-    if train_X is not None:
+    if train_X is not None and train_X.shape[0] < 2:
+        # NN1/NN2 needs a second nearest training point: undefined, not an error (section 8).
+        out["memorisation"] = {"skipped": f"needs >= 2 training rows, the model was fitted on {train_X.shape[0]}"}
+    elif train_X is not None:
         ratio = memorisation_ratio(x, train_X)
         memorised = float((ratio < MEMORISATION_THRESHOLD).double().mean())
         out["memorisation"] = {

@@ -64,4 +64,15 @@ def test_residual_and_validation():
     with pytest.raises(ValueError, match="n="):
         sample_diagnostics(x[:, :4], [U])
     with pytest.raises(ValueError, match="train_X"):
-        sample_diagnostics(x, [U], train_X=x[:1])
+        sample_diagnostics(x, [U], train_X=x[:, :4])
+
+
+def test_memorisation_is_skipped_not_an_error_for_one_training_row():
+    import molrg
+    from molrg.analysis.diagnostics import sample_diagnostics
+
+    d = molrg.make_molrg(6, [2], n_samples=1, seed=0)
+    m = molrg.MoLRGDiffusion(1, [2], method="pca").fit(d.X)
+    out = sample_diagnostics(m.sample(5), m.bases_, true_bases=d.bases, train_X=d.X)
+    assert "needs >= 2 training rows" in out["memorisation"]["skipped"]
+    assert out["true"] and out["fitted"]
