@@ -116,6 +116,9 @@ class FittedModel(CreatedAtMixin, Base):
     seed: Mapped[int] = mapped_column(SEED)
     metrics: Mapped[dict[str, Any]] = mapped_column(JSONType)
     bases_npz: Mapped[bytes] = deferred(mapped_column(LargeBinary))
+    # A neural model's denoising weights as safetensors bytes (molrg.neural.NeuralDiffusion.state_dict);
+    # NULL for low-rank and empirical models.
+    weights_safetensors: Mapped[bytes | None] = deferred(mapped_column(LargeBinary, default=None))
 
 
 class SampleSet(CreatedAtMixin, Base):

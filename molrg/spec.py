@@ -116,21 +116,36 @@ class DiffusionOptions(_LossOptions):
 
 
 class NeuralOptions(_Spec):
-    """An EDM-preconditioned network denoiser trained by denoising score matching (section 12)."""
+    """An EDM-preconditioned network denoiser trained by denoising score matching (section 12).
+
+    Exactly the fields of ``molrg.neural.NeuralConfig`` but its seed (the fit's seed), with its defaults;
+    the worker builds the config from these options in one place (``workers.neural.neural_config``).
+    """
 
     architecture: Architecture = Field("mlp", description="mlp (any n) or unet (square images, n = c r^2).")
-    width: int = Field(256, ge=4, le=8192, description="Hidden width of the mlp.")
-    depth: int = Field(3, ge=1, le=32, description="Hidden layers of the mlp.")
-    channels: int = Field(32, ge=4, le=1024, description="Base channels of the unet.")
+    width: int | None = Field(None, ge=1, le=8192, description="mlp hidden width, or unet channels at the top "
+                                                              "resolution; null: 256 for mlp, 32 for unet.")
+    depth: int | None = Field(None, ge=1, le=32, description="mlp hidden layers, or unet resolutions (1 or 2); "
+                                                            "null: 3 for mlp, 2 for unet.")
+    channels: int | None = Field(None, ge=1, le=MAX_AMBIENT_DIM,
+                                 description="unet image channels c of the (c, r, r) layout of n = c r^2; "
+                                             "null: 1 if n is a square, else 3.")
+    emb_dim: int = Field(64, ge=2, le=1024, multiple_of=2,
+                         description="Size of the sinusoidal noise embedding (even: sin and cos halves).")
     steps: int = Field(2000, ge=1, le=1_000_000, description="Adam steps (fixed; no early stop).")
-    batch_size: int = Field(256, ge=1, le=65_536, description="Training samples per step.")
-    lr: float = Field(1e-3, gt=0, le=1, description="Adam learning rate.")
-    lr_schedule: LRSchedule = Field("cosine", description="cosine decay to 0, or constant.")
-    ema: float | None = Field(None, ge=0, lt=1, description="EMA decay of the weights (e.g. 0.999); null: no EMA.")
+    batch_size: int = Field(256, ge=1, le=65_536, description="Training samples per step (drawn with replacement).")
+    lr: float = Field(1e-2, gt=0, le=1, description="Peak Adam learning rate.")
+    lr_schedule: LRSchedule = Field("cosine", description="cosine decay to 0 at the last step, or constant.")
+    ema: float = Field(0.0, ge=0, lt=1, description="EMA decay of the weights used for denoising (e.g. 0.999); "
+                                                    "0: no EMA.")
+    grad_clip: float = Field(0.0, ge=0, le=1e6, description="Clip each network's own gradient norm (0: off).")
     sigma_data: float | None = Field(None, gt=0, le=1e6,
-                                     description="EDM sigma_data; default the data's per-coordinate RMS.")
-    split: Literal["halves"] | None = Field(
-        None, description="halves: two networks on disjoint halves of the data (reproducibility).")
+                                     description="EDM sigma_data; null: the data's RMS per coordinate.")
+    p_mean: float = Field(-1.2, ge=-20, le=20, description="Training noise levels: ln sigma ~ N(p_mean, p_std^2).")
+    p_std: float = Field(1.2, gt=0, le=20, description="Training noise levels: ln sigma ~ N(p_mean, p_std^2).")
+    split: Literal["none", "halves"] = Field(
+        "none", description="none: one network on all data; halves: two networks on disjoint halves "
+                            "(reproducibility).")
 
 
 class EmpiricalOptions(_Spec):
@@ -260,6 +275,32 @@ def image_shape(n: int) -> tuple[int, int, int]:
     return shape[0], shape[1], shape[1]
 
 
+def unet_layout(n: int, channels: int | None = None) -> tuple[int, int] | None:
+    """(c, r) with n = c r^2 as the unet reads it (``molrg.neural.config.image_layout``): c = channels,
+    else 1 then 3; None when there is no such layout."""
+    for c in [channels] if channels is not None else [1, 3]:
+        if n % c == 0:
+            r = math.isqrt(n // c)
+            if r * r * c == n:
+                return c, r
+    return None
+
+
+def _unet_errors(options: NeuralOptions, n: int) -> list[FieldIssue]:
+    layout = unet_layout(n, options.channels)
+    if layout is None:
+        given = f"channels={options.channels}" if options.channels is not None else "channels 1 or 3"
+        return [FieldIssue("options.channels" if options.channels is not None else "options.architecture",
+                           f"unet needs square images, n = c r^2; n = {n} has no such layout with {given}")]
+    depth = options.depth if options.depth is not None else 2
+    if depth not in (1, 2):
+        return [FieldIssue("options.depth", f"depth={depth}: a unet has 1 or 2 resolutions")]
+    if depth == 2 and layout[1] % 2:
+        return [FieldIssue("options.depth", f"a 2-resolution unet needs an even image size; n = {n} is "
+                                            f"{layout[0]} x {layout[1]} x {layout[1]} (use depth 1)")]
+    return []
+
+
 def fit_errors(method: str, n_components: int, dims: list[int], options: _Spec, *, n_features: int,
                n_samples: int | None = None, true_dims: list[int] | None = None) -> list[FieldIssue]:
     """Rules of a fit against its data's shape (N, n) and, when known, the true d_k; empty when it can run."""
@@ -292,10 +333,9 @@ def fit_errors(method: str, n_components: int, dims: list[int], options: _Spec, 
                                                  "tol applies to the exact-loss models"))
         if options.sigma_data is not None and options.resolved_weighting(model) != "edm":
             out.append(FieldIssue("options.sigma_data", "only used by weighting edm"))
+    if isinstance(options, NeuralOptions) and options.architecture == "unet":
+        out += _unet_errors(options, n_features)
     if isinstance(options, NeuralOptions):
-        if options.architecture == "unet" and _square_image(n_features) is None:
-            out.append(FieldIssue("options.architecture",
-                                  f"unet needs square images, n = c r^2 with c in (1, 3); got n = {n_features}"))
         if options.split == "halves" and n_samples is not None and n_samples < 2:
             out.append(FieldIssue("options.split", f"halves needs at least 2 rows, the dataset has {n_samples}"))
     if true_dims is not None and method in NEURAL_METHODS and sorted(true_dims) != sorted(dims):

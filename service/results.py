@@ -31,6 +31,8 @@ def model_to_read(row: FittedModel, metrics: Sequence[str] = ()) -> ModelRead:
              "job": f"{API}/jobs/{row.job_id}", "dataset": f"{API}/datasets/{row.dataset_id}",
              "samples": f"{API}/models/{row.id}/samples", "plots": f"{API}/models/{row.id}/plots"}
     links |= {name: f"{API}/jobs/{row.job_id}/metrics?name={name}" for name in metrics if name == "loss"}
+    if row.method == "neural":  # networks keep their weights (safetensors)
+        links["weights"] = f"{API}/models/{row.id}/weights.safetensors"
     return ModelRead.model_validate(row).model_copy(update={"links": links})
 
 

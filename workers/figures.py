@@ -3,7 +3,8 @@
 Fit jobs: ``loss`` (training loss per step), ``projection`` (training data and model samples in the
 coordinates of their component's basis, coloured by component), ``jacobian`` (numerical rank ratio of
 the fitted denoiser's Jacobian against the noise level, spec section 9, with the plateaus ``d_k/n`` and
-``sum(d_k)/n``). Sample jobs on square images (``n`` a perfect square such as 8x8 digits): ``grid``
+``sum(d_k)/n``); for neural and empirical fits the same three from the network (``neural_fit_figures``).
+Sample jobs on square images (``n`` a perfect square such as 8x8 digits): ``grid``
 (samples beside their nearest training images, with the memorisation ratio, spec section 8) and
 ``editing`` (a sample moved along the basis directions of its component, spec section 10).
 """
@@ -223,6 +224,40 @@ def fit_figures(est: Any, X: np.ndarray, history: Sequence[float], method: str, 
         return jacobian_png(res, dims)
 
     jobs += [("projection", projection), ("jacobian", jacobian)]
+    for kind, make in jobs:
+        try:
+            out.append(make())
+        except Exception:  # a plot must never fail the job
+            log.exception("figure %s failed", kind)
+    return out
+
+
+def neural_fit_figures(denoiser: Any, X: np.ndarray, history: Sequence[float], bases: Sequence[np.ndarray],
+                       method: str, *, seed: int = 0, n_samples: int = 200) -> list[Figure]:
+    """The figures of a neural or empirical fit: ``loss`` (neural), ``projection`` onto the subspaces read
+    from the network and ``jacobian`` (rank ratio of the network's Jacobian against sigma, section 9)."""
+    import torch
+
+    from molrg.analysis.jacobian import jacobian_rank_along_trajectory
+    from molrg.sampling.samplers import sample
+
+    device = getattr(denoiser, "device", None)
+    dims = [int(U.shape[1]) for U in bases]
+    jobs: list[tuple[str, Callable[[], Figure]]] = []
+    if len(history):
+        jobs.append(("loss", lambda: loss_png(history, method=method)))
+
+    def projection() -> Figure:
+        S = sample(denoiser, n_samples, X.shape[1], seed=seed, device=device)
+        return projection_png(X[:2000], S.detach().cpu().double().numpy(), list(bases))
+
+    def jacobian() -> Figure:
+        with torch.enable_grad():
+            res = jacobian_rank_along_trajectory(denoiser, X.shape[1], seed=seed, n_samples=2, steps=12)
+        return jacobian_png(res, dims)
+
+    jobs += [("projection", projection), ("jacobian", jacobian)]
+    out: list[Figure] = []
     for kind, make in jobs:
         try:
             out.append(make())

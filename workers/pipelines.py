@@ -27,6 +27,7 @@ from db.models import Dataset, FittedModel, MetricPoint, Plot, SampleSet
 from db.session import session_scope
 from molrg.analysis.metrics import explained_energy, recovery_report, subspace_clustering_objective
 from molrg.bases import pad_bases
+from molrg.spec import NEURAL_METHODS
 from workers import codec, figures, finite
 from workers.heartbeat import Heartbeat
 from workers.settings import WorkerSettings
@@ -178,6 +179,10 @@ def fit_metrics(est: Any, X: torch.Tensor, true_bases: list[np.ndarray] | None) 
 def run_fit(maker: sessionmaker[Session], claim: jobs.Claim, device: torch.device, hb: Heartbeat) -> Outcome:
     """Fit a MoLRG model on the job's dataset; store the model, its metrics and loss history."""
     params = codec.fit_params(claim.params)
+    if params.method in NEURAL_METHODS:  # networks and the empirical reference: workers/neural.py
+        from workers import neural
+
+        return neural.run_fit(maker, claim, device, hb, params)
     dataset_id = params.dataset_id
     with maker() as session:
         done = session.scalar(select(FittedModel.id).where(FittedModel.job_id == claim.job_id))
@@ -229,9 +234,15 @@ def run_fit(maker: sessionmaker[Session], claim: jobs.Claim, device: torch.devic
 def run_sample(maker: sessionmaker[Session], claim: jobs.Claim, device: torch.device, hb: Heartbeat) -> Outcome:
     """Draw samples from a fitted model; store them with their diagnostics."""
     from molrg.analysis.diagnostics import sample_diagnostics
+    from workers.neural import run_sample as run_neural_sample
+    from workers.neural import with_scores
 
     params = codec.sample_params(claim.params)
     model_id = params.model_id
+    with maker() as session:
+        method = session.scalar(select(FittedModel.method).where(FittedModel.id == model_id))
+    if method in NEURAL_METHODS:  # networks and the empirical reference: workers/neural.py
+        return run_neural_sample(maker, claim, device, hb, params)
     with maker() as session:
         done = session.scalar(select(SampleSet.id).where(SampleSet.job_id == claim.job_id))
         if done is not None:
@@ -274,6 +285,7 @@ def run_sample(maker: sessionmaker[Session], claim: jobs.Claim, device: torch.de
         true_weights=true_weights if true_bases and isinstance(true_weights, list)
         and len(true_weights) == len(true_bases) else None,
     ))
+    diagnostics = codec.jsonable(with_scores(diagnostics, samples, train_X, true_bases))  # section 13 scores
     samples_npy = codec.array_to_npy(samples, dtype=np.float64)
     hb.stop()
     with session_scope(maker) as session:

@@ -1,4 +1,4 @@
-"""Fitted models: read, list, download bases, submit sampling."""
+"""Fitted models: read, list, download bases and weights, submit sampling."""
 
 import uuid
 from typing import Annotated
@@ -42,6 +42,16 @@ def download_bases(model_id: uuid.UUID, request: Request, session: SessionDep, p
     return blob_response(session, request.app.state.sessionmaker, FittedModel.bases_npz,
                          (FittedModel.id == model_id,), NotFound("bases of model", model_id),
                          headers={"Content-Disposition": f'attachment; filename="{model_id}-bases.npz"'})
+
+
+@router.get("/{model_id}/weights.safetensors", response_class=Response, responses=OCTET | problems(404))
+def download_weights(model_id: uuid.UUID, request: Request, session: SessionDep, principal: CurrentKey) -> Response:
+    """Download a neural model's weights as safetensors (config JSON in the file's metadata); 404 for models
+    without weights (low-rank and empirical ones)."""
+    results.get_model(session, principal, model_id)  # 404 unless the caller may see it
+    return blob_response(session, request.app.state.sessionmaker, FittedModel.weights_safetensors,
+                         (FittedModel.id == model_id,), NotFound("weights of model", model_id),
+                         headers={"Content-Disposition": f'attachment; filename="{model_id}.safetensors"'})
 
 
 @router.post("/{model_id}/samples", status_code=status.HTTP_202_ACCEPTED, responses=problems(404, 409, 422))
