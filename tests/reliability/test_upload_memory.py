@@ -169,3 +169,27 @@ def test_64mb_upload_has_bounded_peak_memory_and_live_stays_fast(server: Server,
           f"(idle p99 {idle_p99 * 1000:.0f} ms)")
     assert rise < PEAK_FACTOR * stored + PEAK_SLACK, f"peak rose {rise / MB:.0f} MB for a {stored / MB:.0f} MB array"
     assert len(live) >= 3 and p99 < idle_p99 + LIVE_EXTRA_P99_S, (len(live), p99, idle_p99)
+
+
+def test_64mb_download_streams(server: Server) -> None:
+    content, filename, shape = _payload("npy")
+    r = httpx.post(server.url + "/api/v1/datasets/upload", files={"file": (filename, content)}, timeout=300)
+    assert r.status_code == 201, r.text[:300]
+    link = r.json()["links"]["data"]
+    del content
+    proc = psutil.Process(server.proc.pid)
+    time.sleep(0.5)
+    base = peak = proc.memory_info().rss
+    size = 0
+    t0 = time.perf_counter()
+    with httpx.stream("GET", server.url + link, timeout=300) as resp:
+        assert resp.status_code == 200
+        for chunk in resp.iter_bytes(1 << 20):
+            size += len(chunk)
+            peak = max(peak, proc.memory_info().rss)
+            time.sleep(0.002)  # a client slower than the server
+    elapsed = time.perf_counter() - t0
+    print(f"\ndownload {size / MB:.1f} MB in {elapsed:.1f} s: RSS {base / MB:.0f} -> peak {peak / MB:.0f} MB "
+          f"(+{(peak - base) / MB:.0f} MB)")
+    assert size == shape[0] * shape[1] * 8 + 128
+    assert peak - base < 32 * MB  # chunks of 1 MiB, not the 64 MB blob
