@@ -125,7 +125,7 @@ class _Float64Builder:
         block = np.ascontiguousarray(block, dtype=_F8)
         _check_rows(self.rows + block.shape[0], self.cols, self.limits)
         self.non_finite += _count_non_finite(block)
-        self.out += memoryview(block).cast("B")
+        self.out += block.data.cast("B")  # the block's buffer, no copy
         self.rows += block.shape[0]
         _yield()
 
