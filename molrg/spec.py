@@ -134,11 +134,11 @@ class NeuralOptions(_Spec):
                          description="Size of the sinusoidal noise embedding (even: sin and cos halves).")
     steps: int = Field(2000, ge=1, le=1_000_000, description="Adam steps (fixed; no early stop).")
     batch_size: int = Field(256, ge=1, le=65_536, description="Training samples per step (drawn with replacement).")
-    lr: float = Field(1e-2, gt=0, le=1, description="Peak Adam learning rate.")
+    lr: float = Field(5e-3, gt=0, le=1, description="Peak Adam learning rate.")
     lr_schedule: LRSchedule = Field("cosine", description="cosine decay to 0 at the last step, or constant.")
     ema: float = Field(0.0, ge=0, lt=1, description="EMA decay of the weights used for denoising (e.g. 0.999); "
                                                     "0: no EMA.")
-    grad_clip: float = Field(0.0, ge=0, le=1e6, description="Clip each network's own gradient norm (0: off).")
+    grad_clip: float = Field(1.0, ge=0, le=1e6, description="Clip each network's own gradient norm (0: off).")
     sigma_data: float | None = Field(None, gt=0, le=1e6,
                                      description="EDM sigma_data; null: the data's RMS per coordinate.")
     p_mean: float = Field(-1.2, ge=-20, le=20, description="Training noise levels: ln sigma ~ N(p_mean, p_std^2).")
