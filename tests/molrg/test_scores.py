@@ -76,11 +76,14 @@ def test_reproducibility():
 
 def test_learned_subspaces_from_the_jacobian():
     data = make_molrg(16, [3, 2], samples_per_component=20, seed=4)
-    learned = learned_subspaces(exact_denoiser(data.bases), data.X, data.labels, data.dims, sigma=0.05)
+    learned = learned_subspaces(exact_denoiser(data.bases), data.X, data.labels, data.dims, sigma=0.01)
     assert [tuple(B.shape) for B in learned] == [(16, 3), (16, 2)]
-    assert recovery_error(learned, data.bases) < 1e-6
+    assert recovery_error(learned, data.bases) < 1e-10
+    # at the default sigma = 0.05 the soft weights of a few points near the other subspace add 3e-3
+    assert recovery_error(learned_subspaces(exact_denoiser(data.bases), data.X, data.labels, data.dims),
+                          data.bases) < 0.01
     # a denoiser that knows nothing (the identity map) gives no subspace
     report = learned_subspace_report(lambda x, s: 0.5 * x, data.X, data.labels, data.dims, data.bases)
     assert report["recovery"]["max_error"] > 1.0
-    good = learned_subspace_report(exact_denoiser(data.bases), data.X, data.labels, data.dims, data.bases)
-    assert good["recovery"]["max_error"] < 1e-6 and len(good["bases"][0]) == 16
+    good = learned_subspace_report(exact_denoiser(data.bases), data.X, data.labels, data.dims, data.bases, 0.01)
+    assert good["recovery"]["max_error"] < 1e-10 and len(good["bases"][0]) == 16

@@ -42,9 +42,10 @@ def test_member_in_an_ensemble_equals_the_member_trained_alone_float64():
 
 
 def test_stacked_adam_equals_a_plain_module_loop_with_the_same_draws():
-    """One Adam over the stack = B independent torch Adams on ordinary nn.Modules."""
+    """One Adam over the stack (per-member clipping) = B independent torch Adams (and torch's
+    clip_grad_norm_) on ordinary nn.Modules."""
     X = _data()
-    cfg = TINY
+    cfg = replace(TINY, grad_clip=0.05)  # small enough to clip on most steps
     seed = 2
     res = train_ensemble(cfg, [X, _data(seed=1)], [seed, 9], dtype=torch.float64)
     init = StackedNetworks.initialise(cfg, X.shape[1], [seed], [data_sigma(X)], dtype=torch.float64)
@@ -64,6 +65,7 @@ def test_stacked_adam_equals_a_plain_module_loop_with_the_same_draws():
             loss = edm_loss(D.backbone, X[idx[j]], sig[j], eps[j], sd)
             opt.zero_grad()
             loss.backward()
+            torch.nn.utils.clip_grad_norm_(D.backbone.parameters(), cfg.grad_clip)  # one member = one module
             opt.step()
             step += 1
     for name, p in D.backbone.named_parameters():
