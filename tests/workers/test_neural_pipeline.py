@@ -150,8 +150,10 @@ def test_lowrank_sample_sets_carry_the_scores(maker: sessionmaker[Session]) -> N
 
 
 @pytest.mark.slow
-def test_50mb_checkpoint_stores_and_downloads(maker: sessionmaker[Session], db_url: str, tmp_path: Path) -> None:
+def test_50mb_checkpoint_stores_and_downloads(maker: sessionmaker[Session], db_url: str, tmp_path: Path,
+                                             monkeypatch: pytest.MonkeyPatch) -> None:
     """A 54 MB checkpoint (mlp 2048 x 4 on n = 48, one step) is stored by the job and streamed by the API."""
+    monkeypatch.setenv("MOLRG_PLOTS", "0")  # figures of a one-step network are not the point here
     from fastapi.testclient import TestClient
 
     from db.session import make_engine, make_sessionmaker
