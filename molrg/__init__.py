@@ -26,6 +26,13 @@ _EXPORTS = {
     "exact_denoiser": "molrg.lowrank.analytic",
     # sampling (section 8)
     "sample": "molrg.sampling.samplers",
+    # neural denoisers and their references (sections 12-13)
+    "NeuralDiffusion": "molrg.neural.model",
+    "NeuralConfig": "molrg.neural.config",
+    "EmpiricalDiffusion": "molrg.neural.references",
+    "ExactPosterior": "molrg.neural.references",
+    "train_ensemble": "molrg.neural.training",
+    "sample_scores": "molrg.analysis.scores",
     # sweeps (section 7)
     "run_sweep": "molrg.sweeps.run",
     "SweepGrid": "molrg.sweeps.grid",
