@@ -43,8 +43,11 @@ const isObject = (v) => v && typeof v === "object" && !Array.isArray(v);
 function value(v) {
   if (isRows(v)) return rowsTable(v);
   if (isObject(v)) return Object.keys(v).length ? objectTable(v) : "{}";
-  if (Array.isArray(v)) return "[" + v.map(fmt).join(", ") + "]";
-  return fmt(v);
+  return inline(v);
+}
+
+function inline(v) {  // scalars and (nested) lists of scalars on one line
+  return Array.isArray(v) ? "[" + v.map(inline).join(", ") + "]" : isObject(v) ? JSON.stringify(v) : fmt(v);
 }
 
 function objectTable(obj, cls) {

@@ -70,7 +70,8 @@ def test_fit_and_sample_set_pages(client: Client, embedded_stack: Stack, api_key
                        ".textContent")
     assert float(shown) == pytest.approx(model.metrics["recovery_error"], rel=1e-3)
     # nested: metrics.info.steps_run
-    assert b.evaluate("document.querySelector('tr[data-key=info] tr[data-key=steps_run] td').textContent") == "30"
+    assert b.evaluate("document.querySelector('tr[data-key=info] tr[data-key=steps_run] td').textContent") == str(
+        model.metrics["info"]["steps_run"])
     assert b.evaluate("document.querySelectorAll('.metrics svg.chart path[data-series=loss]').length") == 1
     for kind in ("loss", "projection", "jacobian"):
         assert b.evaluate(f"document.querySelector('img.img-ok[data-kind={kind}]').naturalWidth") > 0
@@ -121,3 +122,32 @@ def test_running_sweep_shows_progress(client: Client, embedded_stack: Stack, api
     assert b.evaluate("document.body.dataset.ready") == "1"
     assert final.status in ("cancelled", "succeeded")
     assert final.status in b.evaluate("document.querySelector('section.job .progress').textContent")
+
+
+def test_neural_fit_page_and_show(client: Client, embedded_stack: Stack, api_key: str, browser: Browser) -> None:
+    """A neural fit (fields no code here names: learned_subspaces, principal angles, network config) shows as
+    nested tables on the page and as dotted keys in ``molrg models show``."""
+    from click.testing import CliRunner
+
+    from service.cli import cli
+
+    ds = client.datasets.create_synthetic(ambient_dim=16, dims=[2, 2], n_samples=60, seed=2)
+    job = client.jobs.wait(client.fits.create(ds, 2, [2, 2], method="neural", options={
+        "steps": 40, "width": 32, "depth": 2, "batch_size": 32}), timeout=300)
+    assert job.status == "succeeded", job.error
+    model = client.models.get(job.model_id)
+    _load(browser, f"{embedded_stack.url}/results#job={job.id}&key={api_key}")
+    b = browser
+    vs_truth = model.metrics["learned_subspaces"]["vs_truth"]
+    cell = b.evaluate("document.querySelector('section.model tr[data-key=learned_subspaces] tr[data-key=vs_truth] "
+                      "tr[data-key=max_error] td').textContent")
+    assert float(cell) == pytest.approx(vs_truth["max_error"], rel=1e-3)
+    angles = b.evaluate("document.querySelector('tr[data-key=vs_truth] tr[data-key=principal_angles] td').textContent")
+    assert angles.startswith("[[") and str(round(vs_truth["principal_angles"][0][0], 3))[:4] in angles
+    assert b.evaluate("document.querySelector('section.model tr[data-key=config] tr[data-key=n_parameters] td')"
+                      ".textContent") == str(model.config["n_parameters"])
+    assert b.evaluate("document.querySelectorAll('.metrics svg.chart path[data-series=loss]').length") == 1
+    shown = CliRunner().invoke(cli, ["models", "show", model.id], catch_exceptions=False,
+                               env={"MOLRG_URL": embedded_stack.url, "MOLRG_API_KEY": api_key})
+    assert shown.exit_code == 0, shown.stderr
+    assert "learned_subspaces.vs_truth.max_error" in shown.stdout and "n_parameters" in shown.stdout
