@@ -286,6 +286,35 @@ def unet_layout(n: int, channels: int | None = None) -> tuple[int, int] | None:
     return None
 
 
+MAX_NEURAL_PARAMETERS = 2**27  # per network: ~134M (0.5 GiB float32; ~2.7 GiB with gradients, Adam and EMA)
+
+
+def _resblock_parameters(cin: int, cout: int, e: int) -> int:
+    skip = cin * cout + cout if cin != cout else 0
+    return 2 * cin + 9 * cin * cout + cout + 2 * e * cout + 2 * cout + 2 * cout + 9 * cout * cout + cout + skip
+
+
+def neural_parameter_count(options: NeuralOptions, n: int) -> int:
+    """Parameters of one network of ``options`` on ambient dimension n (as ``molrg.neural.networks`` builds it;
+    the unet needs a layout, :func:`unet_layout`)."""
+    e = options.emb_dim
+    if options.architecture == "mlp":
+        w = options.width if options.width is not None else 256
+        depth = options.depth if options.depth is not None else 3
+        hidden = n * w + w + (depth - 1) * (w * w + w)
+        return e * e + e + hidden + depth * (2 * e * w + 2 * w) + w * n + n
+    layout = unet_layout(n, options.channels)
+    if layout is None:
+        raise ValueError(f"n = {n} has no unet layout")
+    c = layout[0]
+    w = options.width if options.width is not None else 32
+    depth = options.depth if options.depth is not None else 2
+    blocks = [(w, w), (w, 2 * w), (2 * w, 2 * w), (4 * w, 2 * w), (3 * w, w)] if depth == 2 \
+        else [(w, w), (w, w), (2 * w, w)]
+    body = sum(_resblock_parameters(a, b, e) for a, b in blocks)
+    return e * e + e + 9 * c * w + w + body + 2 * w + 9 * w * c + c
+
+
 def _unet_errors(options: NeuralOptions, n: int) -> list[FieldIssue]:
     layout = unet_layout(n, options.channels)
     if layout is None:
@@ -335,6 +364,10 @@ def fit_errors(method: str, n_components: int, dims: list[int], options: _Spec, 
             out.append(FieldIssue("options.sigma_data", "only used by weighting edm"))
     if isinstance(options, NeuralOptions) and options.architecture == "unet":
         out += _unet_errors(options, n_features)
+    if isinstance(options, NeuralOptions) and not (options.architecture == "unet" and _unet_errors(options, n_features)):
+        if (count := neural_parameter_count(options, n_features)) > MAX_NEURAL_PARAMETERS:
+            out.append(FieldIssue("options.width", f"the network has {count:,} parameters, over the limit "
+                                                   f"{MAX_NEURAL_PARAMETERS:,}; lower width or depth"))
     if isinstance(options, NeuralOptions):
         if options.split == "halves" and n_samples is not None and n_samples < 2:
             out.append(FieldIssue("options.split", f"halves needs at least 2 rows, the dataset has {n_samples}"))

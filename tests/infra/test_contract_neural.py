@@ -102,3 +102,25 @@ def test_known_drifts_are_refused_by_api_and_library(options: dict[str, Any], n:
     except ValueError:
         return
     pytest.fail(f"the library accepts {options} on n = {n}, rows = {rows}")
+
+
+@pytest.mark.parametrize("options", [
+    {}, {"width": 7, "depth": 1, "emb_dim": 2}, {"width": 300, "depth": 5, "emb_dim": 32},
+    {"architecture": "unet"}, {"architecture": "unet", "depth": 1, "width": 12, "emb_dim": 8},
+    {"architecture": "unet", "width": 5, "channels": 3},
+])
+@pytest.mark.parametrize("n", [12, 48, 64])
+def test_declared_parameter_count_is_the_networks(options: dict[str, Any], n: int) -> None:
+    opts = spec.NeuralOptions(**options)
+    if opts.architecture == "unet" and spec.unet_layout(n, opts.channels) is None:
+        return
+    net = build_backbone(neural.neural_config(spec.NeuralFit(dataset_id=uuid.uuid4(), n_components=1, dims=[1],
+                                                             method="neural", options=opts)), n)
+    assert spec.neural_parameter_count(opts, n) == sum(p.numel() for p in net.parameters())
+
+
+def test_a_network_over_the_parameter_limit_is_refused() -> None:
+    big = spec.NeuralOptions(width=8192, depth=4)  # ~200M parameters
+    issues = spec.fit_errors("neural", 1, [2], big, n_features=48)
+    assert [i.field for i in issues] == ["options.width"] and "parameters" in issues[0].reason
+    assert spec.fit_errors("neural", 1, [2], spec.NeuralOptions(width=2048, depth=4), n_features=48) == []
