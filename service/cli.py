@@ -13,7 +13,7 @@ from db.models import ApiKey
 from db.session import make_engine, make_sessionmaker, session_scope
 from service.auth import create_api_key
 from service.settings import ServiceSettings
-from service.supervisor import DataDirInUse, WorkerSupervisor, hold_data_dir
+from service.supervisor import DataDirInUse, WorkerSupervisor, hold_data_dir, set_parent_death_signal
 
 DEFAULT_KEY_NAME = "default"
 
@@ -92,6 +92,18 @@ def worker_env(settings: ServiceSettings, workers: int = 1) -> dict[str, str]:
     return env
 
 
+UP_PID_ENV = "MOLRG_UP_PID"
+
+
+def api_worker_app() -> object:
+    """The app of one API process of ``molrg up --api-workers N`` (uvicorn spawns them): it dies with
+    ``molrg up``, however that dies, instead of serving on as an orphan."""
+    from service.main import create_app
+
+    set_parent_death_signal(int(os.environ[UP_PID_ENV]) if os.environ.get(UP_PID_ENV) else None)
+    return create_app()
+
+
 @click.group()
 def cli() -> None:
     """molrg: MoLRG diffusion-model job service."""
@@ -154,11 +166,13 @@ def up(host: str, port: int, data_dir: str | None, workers: int, no_worker: bool
     if api_workers > 1:
         # uvicorn's supervisor spawns the processes; each builds the app from the environment
         # (MOLRG_DATA_DIR is set by --data-dir above) and handles SIGINT/SIGTERM itself.
+        os.environ[UP_PID_ENV] = str(os.getpid())  # api_worker_app: each API process dies with this one
         try:
-            uvicorn.run("service.main:create_app", factory=True, host=host, port=port, workers=api_workers,
+            uvicorn.run("service.cli:api_worker_app", factory=True, host=host, port=port, workers=api_workers,
                         log_level="info", timeout_graceful_shutdown=SHUTDOWN_GRACE_S)
         finally:
             supervisor.stop()
+            lock.close()
         return
     server = uvicorn.Server(uvicorn.Config(create_app(settings), host=host, port=port, log_level="info",
                                            timeout_graceful_shutdown=SHUTDOWN_GRACE_S))

@@ -49,6 +49,22 @@ def die_with_parent(cmd: list[str]) -> list[str]:
     return [sys.executable, "-c", _EXEC_WITH_PDEATHSIG, str(os.getpid()), *cmd]
 
 
+PR_SET_PDEATHSIG = 1
+
+
+def set_parent_death_signal(expected_parent: int | None = None) -> None:
+    """Ask Linux to SIGKILL this process when its parent dies (e.g. an API worker of ``molrg up
+    --api-workers N``, spawned by uvicorn); exits at once when the parent is already gone. No-op elsewhere."""
+    if not sys.platform.startswith("linux"):
+        return
+    import ctypes
+
+    if ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0) != 0:
+        raise OSError(ctypes.get_errno(), "prctl(PR_SET_PDEATHSIG) failed")
+    if expected_parent is not None and os.getppid() != expected_parent:
+        os._exit(70)
+
+
 class DataDirInUse(Exception):
     """Another live process holds the data dir's lock."""
 

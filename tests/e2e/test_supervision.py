@@ -64,16 +64,19 @@ def _alive(procs: list[psutil.Process]) -> list[psutil.Process]:
     return out
 
 
-def test_sigkilled_up_leaves_no_process_and_frees_its_data_dir(tmp_path: Path) -> None:
-    gen = _start(tmp_path, "embedded", {})
+@pytest.mark.parametrize("api_workers", [1, 2])
+def test_sigkilled_up_leaves_no_process_and_frees_its_data_dir(tmp_path: Path, api_workers: int) -> None:
+    gen = _start(tmp_path, "embedded", {"MOLRG_API_WORKERS": str(api_workers)})
     stack = next(gen)
     try:
         up = psutil.Process(stack.proc.pid)
         deadline = time.monotonic() + 60
-        while True:  # the worker, its prefork pool child and the beat process
+        while True:  # the worker, its prefork pool child and the beat process (and uvicorn's API processes)
             tree = up.children(recursive=True)
             cmds = [" ".join(p.cmdline()) for p in _alive(tree)]
-            if sum("celery_app worker" in c for c in cmds) >= 2 and any("celery_app beat" in c for c in cmds):
+            api = sum("multiprocessing" in c for c in cmds)
+            if (sum("celery_app worker" in c for c in cmds) >= 2 and any("celery_app beat" in c for c in cmds)
+                    and api >= (api_workers if api_workers > 1 else 0)):
                 break
             assert time.monotonic() < deadline, cmds
             time.sleep(0.3)
