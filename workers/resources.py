@@ -94,6 +94,9 @@ PRELOAD_MODULES = (
     "molrg.sampling.samplers",
     "molrg.lowrank.analytic",
     "molrg.analysis.metrics",
+    "molrg.neural",  # neural and empirical jobs (workers/neural.py)
+    "molrg.analysis.scores",
+    "workers.neural",
     # Figures are rendered after each job (workers/figures.py): import them once, not per child.
     "molrg.analysis.jacobian",
     "molrg.analysis.editing",
