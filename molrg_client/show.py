@@ -72,19 +72,24 @@ def grid(rows: list[dict[str, Any]], columns: list[str] | None = None, indent: s
 
 
 def _parallel(obj: dict[str, Any]) -> tuple[list[str], list[str]]:
-    """Members that are objects with the same keys (``fitted``/``true``): one table, a column per member.
+    """Members that are objects with mostly the same keys (``fitted``/``true``): one table, a column each.
 
-    Returns (the names of those members, the table lines); ([], []) when there are none.
+    Returns (the names of those members, the table lines); ([], []) when there are none. Keys only some of
+    them have show ``-`` in the others' columns.
     """
     subs = {k: dict(flatten(v)) for k, v in obj.items() if isinstance(v, dict) and v}
-    groups: dict[tuple[str, ...], list[str]] = {}
-    for name, sub in subs.items():
-        groups.setdefault(tuple(sorted(sub)), []).append(name)
-    names = max(groups.values(), key=len, default=[])
+
+    def close(a: str, b: str) -> bool:
+        ka, kb = set(subs[a]), set(subs[b])
+        return len(ka & kb) >= 0.5 * len(ka | kb)
+
+    names = max(([n for n in subs if close(first, n)] for first in subs), key=len, default=[])
     if len(names) < 2:
         return [], []
-    keys = list(subs[names[0]])
-    table = [{"": k, **{name: subs[name][k] for name in names}} for k in keys]
+    keys: list[str] = []
+    for name in names:
+        keys.extend(k for k in subs[name] if k not in keys)
+    table = [{"": k, **{name: subs[name].get(k) for name in names}} for k in keys]
     return names, grid(table, ["", *names])
 
 
