@@ -118,3 +118,27 @@ def test_database_errors_reach_the_job_without_sql(maker: sessionmaker[Session],
     error = _assert_user_facing(get_job(maker, job_id).error)
     assert "2**70" not in error and str(2**70) not in error and "DETAIL" not in error, error
     assert "NOT NULL constraint failed: models.seed" in error, error
+
+
+def test_sample_with_non_finite_values_fails_and_stores_nothing(maker: sessionmaker[Session],
+                                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    import molrg
+    from db.models import SampleSet
+    from tests.workers.test_pipelines import _fitted_model
+
+    model_id = _fitted_model(maker)
+    real_sample = molrg.MoLRGDiffusion.sample
+
+    def sample_with_nan(self: molrg.MoLRGDiffusion, *args: object, **kwargs: object) -> object:
+        out = real_sample(self, *args, **kwargs)
+        out[1, 2] = float("nan")
+        return out
+
+    monkeypatch.setattr(molrg.MoLRGDiffusion, "sample", sample_with_nan)
+    job_id = add_job(maker, JobKind.sample, {"model_id": model_id, "n_samples": 6, "sampler": "heun", "steps": 4,
+                                             "seed": 1})
+    assert run(maker, JobKind.sample, job_id) == Outcome.failed
+    error = _assert_user_facing(get_job(maker, job_id).error)
+    assert "1 of 36 sampled values are NaN or infinite" in error, error
+    with maker() as s:
+        assert s.scalar(select(func.count()).select_from(SampleSet).where(SampleSet.job_id == job_id)) == 0
