@@ -37,7 +37,7 @@ from db.session import session_scope
 from molrg.spec import SweepSpec
 from molrg.sweeps.grid import Chunk, SweepGrid, plan_chunks
 from molrg.sweeps.run import SweepProgress, TrialResult, run_chunk, summarise
-from workers import plots, resources
+from workers import finite, plots, resources
 from workers.celery_app import app, app_settings
 from workers.pipelines import TRANSIENT_ERRORS
 from workers.resources import torch_threads
@@ -201,7 +201,7 @@ def run_sweep_chunk(maker: sessionmaker[Session], settings: WorkerSettings, chun
         raise
     except Exception as exc:
         logger.exception("sweep chunk %s failed", chunk_id)
-        return _chunk_failed(maker, claim, f"{type(exc).__name__}: {exc}")
+        return _chunk_failed(maker, claim, finite.user_message(exc))  # no SQL, parameters or traceback
     if hb.lost.is_set():
         return "lost"
     if hb.cancel.is_set():
