@@ -73,6 +73,9 @@ def create_synthetic(session: Session, principal: Principal, req: DatasetCreate,
     return _insert(session, row, principal.owner, idempotency_key, digest)
 
 
+NAME_MAX = 200  # Dataset.name
+
+
 def create_upload(session: Session, principal: Principal, file: BinaryIO, size: int, filename: str | None,
                   name: str | None, settings: ServiceSettings, idempotency_key: str | None) -> Created:
     """Parse the spooled upload while reading it (service.uploads) and store its float64 ``.npy`` bytes."""
@@ -82,7 +85,7 @@ def create_upload(session: Session, principal: Principal, file: BinaryIO, size: 
     limits = Limits(settings.max_rows, settings.max_ambient_dim, settings.max_dataset_values)
     parsed = parse_upload(file, size, filename, limits)
     row = Dataset(
-        owner=principal.owner, name=name or filename or "upload", source="upload",
+        owner=principal.owner, name=name or (filename or "upload")[:NAME_MAX], source="upload",  # fits String(200)
         n_samples=parsed.shape[0], ambient_dim=parsed.shape[1],
         spec={"format": parsed.format, "filename": filename, "source_dtype": parsed.source_dtype},
         has_ground_truth=False, idempotency_key=idempotency_key, request_hash=digest,

@@ -54,3 +54,11 @@ def test_error_list_is_capped(sapi: Any) -> None:
     assert len(problem["errors"]) == 20 and problem["errors_total"] >= 256, problem["errors_total"]
     assert "more errors" in problem["detail"]
     assert len(r.content) < 10_000, len(r.content)
+
+
+def test_long_file_name_fits_the_name_column(api: Any) -> None:
+    # the default name is the file name; a name column holds 200 characters (PostgreSQL enforces it)
+    filename = "x" * 300 + ".csv"
+    r = api.client.post("/api/v1/datasets/upload", files={"file": (filename, b"1,2\n")}, headers=api.key())
+    assert r.status_code == 201, r.text
+    assert r.json()["name"] == filename[:200] and r.json()["spec"]["filename"] == filename
