@@ -9,6 +9,7 @@ trial b's fit does not depend on the rest of the batch.
 from __future__ import annotations
 
 import math
+import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -19,6 +20,8 @@ from torch import Tensor
 from molrg import spec
 from molrg.analysis.metrics import subspace_clustering_objective
 from molrg.bases import column_mask
+from molrg.exceptions import NonZeroMeanWarning
+from molrg.lowrank.convergence import optimum_distance
 from molrg.lowrank.ksubspaces import k_subspaces, seed_bases, valid_rows
 from molrg.lowrank.losses import (
     LossCoefficients,
@@ -55,15 +58,18 @@ class FitProgress:
 
     @property
     def fraction(self) -> float:
-        """Fraction of the fit done, in [0, 1]."""
-        return min(max(self.step / max(self.total_steps, 1), 0.0), 1.0)
+        """Fraction of the fit done, in [0, 1] (1 for a fit that ended at step 0: converged at its start)."""
+        if self.step >= self.total_steps:
+            return 1.0
+        return max(self.step / self.total_steps, 0.0)
 
 
 @dataclass
 class BatchFit:
     """Result of :func:`fit_batched` (spec section 5).
 
-    bases (B, K, n, dmax) padded; weights (B, K); loss_history (B, T) or None; diffusion_loss (B,):
+    bases (B, K, n, dmax) padded; weights (B, K); loss_history (B, steps_run + 1): the loss after
+    0..steps_run updates (best restart), or None; diffusion_loss (B,):
     exact expected hard-max/linear loss (section 4) under the chosen schedule; sc_objective (B,):
     sum_i max_k ||U_k^T x_i||^2; info: JSON-able details (init, winning restart, steps, convergence).
     """
@@ -74,6 +80,7 @@ class BatchFit:
     diffusion_loss: Tensor
     sc_objective: Tensor
     info: dict[str, Any]
+    mean: Tensor | None = None  # (B, n) data mean the bases were fitted about (center=True), else None
 
 
 Callback = Callable[[FitProgress], bool | None]
@@ -107,7 +114,7 @@ def _validate(X: Tensor, dims: Sequence[int], method: str, options: dict[str, An
         if opts["init"] is None:
             opts["init"] = "random" if K == 1 else "data"
         if opts["restarts"] is None:
-            opts["restarts"] = 1 if (K == 1 or model == "softmax" or opts["init"] == "ksubspaces") else 2
+            opts["restarts"] = 1 if (K == 1 or model == "softmax" or opts["init"] in ("ksubspaces", "pca")) else 2
         if opts["lr"] is None:
             # Measured (spec section 11): Adam 0.2 converges on the exact loss in ~900 steps; the
             # Monte-Carlo soft-max loss needs 0.05 to leave a random start but only 0.005 to refine a
@@ -135,6 +142,28 @@ def _coefficients(X: Tensor, opts: dict[str, Any], w: Tensor) -> LossCoefficient
     return loss_coefficients(opts["schedule"], opts["n_quad"], opts["weighting"], sd)
 
 
+def _center(X: Tensor, valid: Tensor, center: bool) -> tuple[Tensor, Tensor | None]:
+    """Subtract each trial's mean over its valid rows (center=True); else warn on a clear non-zero mean.
+
+    The model's subspaces pass through 0 (section 1). A mean is "clear" when it holds over a quarter of
+    the energy, f = ||mean||^2 / (tr(X^T X)/N) > 0.25, and is significant, N f > 16 (zero-mean data
+    give N f ~ chi^2_r / r-like values of order 1).
+    """
+    vf = valid.to(X.dtype)[..., None]
+    nv = vf.sum(1).clamp_min(1)  # (B, 1)
+    mean = (X * vf).sum(1) / nv  # (B, n)
+    if center:
+        return (X - mean[:, None]) * vf, mean
+    f = mean.square().sum(-1) / ((X.square().sum(-1) * vf[..., 0]).sum(-1) / nv[:, 0]).clamp_min(1e-300)
+    clear = (f > 0.25) & (nv[:, 0] * f > 16)
+    if bool(clear.any()):
+        warnings.warn(
+            f"{int(clear.sum())} of {X.shape[0]} data set(s) have a clear non-zero mean (||mean||^2 up to "
+            f"{float(f.max()):.0%} of the energy) but the subspaces are fitted through 0; pass center=True "
+            "to fit about the mean", NonZeroMeanWarning, stacklevel=3)
+    return X, None
+
+
 def _cluster_weights(X: Tensor, U: Tensor, valid: Tensor) -> Tensor:
     """pi_k = fraction of valid samples with k = argmax_l ||U_l^T x_i|| (spec section 6)."""
     E = torch.einsum("bin,bknd->bkid", X, U).square().sum(-1)
@@ -153,18 +182,19 @@ def _initial_bases(
         U = random_stiefel((R, K, n, dmax), dims, g, torch.float64).expand(B, R, K, n, dmax)
     elif init == "data":
         U = seed_bases(X, dims, R, g, valid)
+    elif init == "pca" and K == 1:
+        P = pca_bases(X.to(torch.float64), dims[0])[:, 0]  # (B, n, d) the top principal subspace
+        rot = random_stiefel((R, 1, dims[0], dims[0]), dims, g, torch.float64)[:, 0]  # restart 0 keeps it
+        rot[0] = torch.eye(dims[0], dtype=torch.float64)
+        U = torch.einsum("bnd,rde->brne", P, rot)[:, :, None]
     elif init == "pca":
-        P = pca_bases(X.to(torch.float64), min(sum(dims), n - 1))[:, 0]  # (B, n, D) top principal subspace
-        D = P.shape[-1]
-        rot = random_stiefel((R, 1, D, D), [D], g, torch.float64)[:, 0]  # restart 0 keeps the PCA order
-        rot[0] = torch.eye(D, dtype=torch.float64)
-        Q = torch.einsum("bnd,rde->brne", P, rot)
-        U = torch.zeros(B, R, K, n, dmax, dtype=torch.float64)
-        start = 0
-        for k, d_k in enumerate(dims):
-            cols = [(start + j) % D for j in range(d_k)]
-            U[:, :, k, :, :d_k] = Q[..., cols]
-            start += d_k
+        # K >= 2: K-subspaces (data-seeded restarts) on the coordinates in the top-(sum d_k) principal
+        # subspace, mapped back: principal directions of a union of subspaces are not grouped by subspace.
+        P = pca_bases(X.to(torch.float64), min(sum(dims), n - 1))[:, 0]  # (B, n, D)
+        ks = k_subspaces(X.to(torch.float64) @ P, dims, n_restarts=KSUBSPACES_INIT_RESTARTS,
+                         seed=int(g.initial_seed()), n_valid=opts["n_valid"])
+        U = torch.einsum("bnD,bkDd->bknd", P, ks.bases.to(torch.float64))[:, None].expand(B, R, K, n, dmax)
+        info["ksubspaces_objective"] = ks.objective.tolist()
     else:
         ks = k_subspaces(X, dims, n_restarts=KSUBSPACES_INIT_RESTARTS, seed=int(g.initial_seed()), n_valid=opts["n_valid"])
         U = ks.bases.to(torch.float64)[:, None].expand(B, R, K, n, dmax)
@@ -172,22 +202,36 @@ def _initial_bases(
     return (U * column_mask(dims, dmax, like=U)).to(device=X.device, dtype=X.dtype).contiguous(), info
 
 
+def _subset(c: float | Tensor, rows: Tensor) -> float | Tensor:
+    return c[rows] if isinstance(c, Tensor) else c
+
+
 def _train(
     X: Tensor, dims: Sequence[int], opts: dict[str, Any], g: torch.Generator, callback: Callback | None
 ) -> tuple[Tensor, Tensor, dict[str, Any]]:
-    """Riemannian Adam/SGD on the exact (linear/hard-max) or Monte-Carlo (soft-max) loss (sections 4-5, 11)."""
+    """Riemannian Adam/SGD on the exact (linear/hard-max) or Monte-Carlo (soft-max) loss (sections 4-5, 11).
+
+    Exact-loss fits are tested at step 0 and every callback_every steps (molrg.lowrank.convergence):
+    a fit whose restarts are all within tol of a local optimum stops there (its bases are kept and
+    it leaves the batch), so a warm start at the optimum does not move. Adam's eps is relative to
+    each trial's gradient scale 2 kappa tr(X^T X)/N (sqrt of the dtype's eps), so round-off at an
+    optimum is not normalised into a full step.
+    """
     B, N, n = X.shape
     K, R, T = len(dims), opts["restarts"], opts["steps"]
     model = opts["model"]
+    exact = model != "softmax"
     valid = valid_rows(X, opts["n_valid"])
     w = row_weights(X, opts["n_valid"])  # (B, N)
     U, info = _initial_bases(X, dims, opts["init"], R, g, valid, opts)
-    opt = StiefelOptimizer(dims, opts["optimizer"], opts["retraction"])
     coef = _coefficients(X, opts, w)
     kappa = torch.as_tensor(coef.kappa, dtype=X.dtype, device=X.device).expand(B)  # (B,)
     energy = (w * X.square().sum(-1)).sum(-1)  # (B,) tr(X^T X)/N
-    history = torch.zeros(B, T, dtype=X.dtype, device=X.device)
-    lr0 = float(opts["lr"])
+    scale = (2 * kappa * energy).clamp_min(torch.finfo(X.dtype).tiny)  # gradient scale per trial
+    eps = math.sqrt(torch.finfo(X.dtype).eps) * scale.view(B, 1, 1, 1, 1)
+    opt = StiefelOptimizer(dims, opts["optimizer"], opts["retraction"], eps=eps)
+    history = torch.zeros(B, T + 1, dtype=X.dtype, device=X.device)  # loss after j = 0..T updates
+    lr0, every, tol = float(opts["lr"]), int(opts["callback_every"]), opts["tol"]
     if model == "softmax":
         nv = valid.sum(-1).to(X.dtype)
         sched = get_schedule(opts["schedule"])
@@ -196,7 +240,7 @@ def _train(
         log_pi = X.new_full((K,), -math.log(K))
         M = opts["batch_size"]
 
-        def draws(gen: torch.Generator, Rd: int, Md: int) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+        def draws(gen: torch.Generator, Rd: int, Md: int) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:
             """Minibatch x0 (B, Rd, Md, n), s_t, gamma_t, lambda_t and eps from the schedule's p(t) (section 2)."""
             u = torch.rand((Rd, Md), generator=gen, dtype=torch.float64).to(X.device)
             idx = (u[None] * nv[:, None, None]).long().clamp_max(N - 1).reshape(B, Rd * Md)
@@ -204,55 +248,90 @@ def _train(
             t = sched.sample_t(Rd * Md, gen).reshape(Rd, Md).to(X.device)
             s_t, g_t = sched.s(t).to(X.dtype), sched.gamma(t).to(X.dtype)
             lam = loss_weight(opts["weighting"], s_t, g_t, sigma_data)
-            eps = torch.randn((Rd, Md, n), generator=gen, dtype=torch.float64).to(X)
-            return x0, s_t.expand(B, Rd, Md), g_t.expand(B, Rd, Md), lam.expand(B, Rd, Md), eps.expand(B, Rd, Md, n)
+            e = torch.randn((Rd, Md, n), generator=gen, dtype=torch.float64).to(X)
+            return x0, s_t.expand(B, Rd, Md), g_t.expand(B, Rd, Md), lam.expand(B, Rd, Md), e.expand(B, Rd, Md, n)
 
-    step, stopped, conv = 0, False, torch.zeros(B, R, dtype=torch.bool, device=X.device)
-    gnorm = torch.full((B, R), float("inf"), dtype=X.dtype, device=X.device)
-    for step in range(1, T + 1):
-        lr = lr0 * (0.01 + 0.99 * 0.5 * (1 + math.cos(math.pi * (step - 1) / T)))  # cosine decay
-        if model == "softmax":
-            x0, s_t, g_t, lam, eps = draws(g, R, M)
-            Ug = U.detach().requires_grad_(True)
-            loss = softmax_mc_loss(Ug, x0, s_t, g_t, eps, dims, log_pi, lam)
+    # Active set: trials still training. Finished ones keep their bases in U_out and their last loss.
+    act = torch.arange(B, device=X.device)
+    Xa, wa, Ua, coef_a, sgd_scale = X, w, U, coef, (scale / 2).view(B, 1, 1, 1, 1)
+    U_out = U.clone()
+    frozen = torch.zeros(B, R, dtype=torch.bool, device=X.device)
+    dist = torch.full((B, R), float("inf"), dtype=X.dtype, device=X.device)
+    done_step = torch.full((B,), T, dtype=torch.long, device=X.device)
+    done_loss = torch.zeros(B, dtype=X.dtype, device=X.device)
+    steps_run, stopped, all_done = 0, False, False
+    for i in range(1, T + 1):  # update i moves U_{i-1} to U_i
+        if exact:
+            loss, egrad, _ = hardmax_loss_and_grad(Ua, Xa, dims, coef_a, wa)
+        else:
+            x0, s_t, g_t, lam, e = draws(g, R, M)
+            Ug = Ua.detach().requires_grad_(True)
+            loss = softmax_mc_loss(Ug, x0, s_t, g_t, e, dims, log_pi, lam)
             (egrad,) = torch.autograd.grad(loss.sum(), Ug)
             loss = loss.detach()
-        else:
-            loss, egrad, _ = hardmax_loss_and_grad(U, X, dims, coef, w)
+        best_loss = loss.min(-1).values
+        history[act, i - 1] = best_loss
+        if exact and (i == 1 or (i - 1) % every == 0):
+            d_a = optimum_distance(Ua, Xa, wa, dims)
+            fa = frozen[act] | (d_a < tol)
+            frozen[act], dist[act] = fa, torch.where(frozen[act], dist[act], d_a)
+            fin = fa.all(-1)
+            if bool(fin.any()):
+                rows, keep = fin.nonzero().squeeze(-1), (~fin).nonzero().squeeze(-1)
+                b_fin = act[rows]
+                U_out[b_fin], done_step[b_fin], done_loss[b_fin] = Ua[rows], i - 1, best_loss[rows]
+                act, Xa, wa, Ua = act[keep], Xa[keep], wa[keep], Ua[keep]
+                coef_a = LossCoefficients(*(_subset(c, keep) for c in (coef_a.A, coef_a.kappa, coef_a.D)))
+                sgd_scale, egrad, best_loss = sgd_scale[keep], egrad[keep], best_loss[keep]
+                opt.keep(keep)
+                all_done = act.numel() == 0
+        if (i > 1 and (i - 1) % every == 0) or all_done:
+            cur = done_loss.clone()
+            cur[act] = best_loss
+            total = i - 1 if all_done else T  # an early stop is the last step: the report reads step/step
+            if callback is not None and callback(FitProgress(i - 1, total, float(cur.mean()), None, R)):
+                stopped = not all_done
+            if stopped or all_done:
+                break
         if opts["optimizer"] == "sgd":
-            # Scale-free step: gradient of the loss normalised by kappa tr(X^T X)/N (per trial).
-            egrad = egrad / (kappa.clamp_min(1e-30) * energy.clamp_min(1e-30))[:, None, None, None, None]
-        U, rgrad = opt.step(U, egrad, lr)
-        history[:, step - 1] = loss.min(-1).values
-        if model != "softmax":
-            gnorm = rgrad.flatten(2).norm(dim=-1) / (2 * kappa * energy.clamp_min(1e-30))[:, None]
-            conv = gnorm < opts["tol"]
-        if step % opts["callback_every"] == 0 or step == T:
-            done = model != "softmax" and bool(conv.all())
-            total = step if done else T  # an early stop is the last step: the report reads step/step
-            if callback is not None and callback(FitProgress(step, total, float(history[:, step - 1].mean()), None, R)):
-                stopped = not done
-                break
-            if done:
-                break
+            egrad = egrad / sgd_scale  # scale-free step: the gradient over kappa tr(X^T X)/N (per trial)
+        lr = lr0 * (0.01 + 0.99 * 0.5 * (1 + math.cos(math.pi * (i - 1) / T)))  # cosine decay
+        Ua, _ = opt.step(Ua, egrad, lr, frozen=frozen[act] if exact else None)
+        steps_run = i
+    if act.numel():
+        U_out[act] = Ua
+        if exact and not stopped:
+            d_a = optimum_distance(Ua, Xa, wa, dims)
+            dist[act] = torch.where(frozen[act], dist[act], d_a)
+            frozen[act] = frozen[act] | (d_a < tol)
+    U = U_out
+    hist = history[:, : steps_run + 1]
+    if exact:
+        later = torch.arange(steps_run + 1, device=X.device)[None, :] > done_step[:, None]
+        hist = torch.where(later, done_loss[:, None], hist)
     # Winner per trial: lowest final loss (exact, or a fixed-draw Monte-Carlo estimate for soft-max).
     if model == "softmax":
         ge = torch.Generator().manual_seed(int(g.initial_seed()) + 1)
-        x0, s_t, g_t, lam, eps = draws(ge, 1, 512)
+        x0, s_t, g_t, lam, e = draws(ge, 1, 512)
         with torch.no_grad():
             final = softmax_mc_loss(U, x0.expand(B, R, 512, n), s_t.expand(B, R, 512), g_t.expand(B, R, 512),
-                                    eps.expand(B, R, 512, n), dims, log_pi, lam.expand(B, R, 512))
+                                    e.expand(B, R, 512, n), dims, log_pi, lam.expand(B, R, 512))
     else:
         final, _, _ = hardmax_loss_and_grad(U, X, dims, coef, w)
     best = final.argmin(-1)
     bi = torch.arange(B, device=X.device)
+    if steps_run == T and not stopped:
+        hist[:, T] = final[bi, best]
+        if callback is not None:
+            callback(FitProgress(T, T, float(hist[:, T].mean()), None, R))
     info.update(
-        model=model, init=opts["init"], restarts=R, steps_run=step, stopped=stopped,
+        model=model, init=opts["init"], restarts=R, steps_run=steps_run, stopped=stopped,
         best_restart=best.tolist(), final_loss=final[bi, best].tolist(),
     )
-    if model != "softmax":
-        info.update(grad_norm=gnorm[bi, best].tolist(), converged=conv[bi, best].tolist())
-    return U[bi, best], history[:, :step], info
+    if exact:
+        info.update(optimum_distance=dist[bi, best].tolist(), converged=frozen[bi, best].tolist(),
+                    steps_to_converge=torch.where(done_step < T, done_step, -1).tolist())
+    return U[bi, best], hist, info
 
 
 def fit_batched(
@@ -275,20 +354,26 @@ def fit_batched(
     method : "pca" (K = 1), "subspace_clustering" or "diffusion"
     seed : seed of the one torch.Generator used by the fit (inits, restarts, Monte-Carlo draws)
     callback : f(FitProgress) -> bool; True stops the fit early (info["stopped"] = True)
-    options : common: n_valid (B ints), schedule ("vp"|"ve"|"edm"), weighting ("unit"|"edm"; default
-        "edm" for the soft-max model, else "unit"), n_quad, sigma_data (weighting "edm" only; default
-        the per-trial data scale sqrt(tr(X^T X)/(N n)));
+    options : common: n_valid (B ints), center (default False: the paper's model, subspaces through 0;
+        True subtracts each trial's mean first, returned as BatchFit.mean; without it a clear non-zero
+        mean raises a NonZeroMeanWarning), schedule ("vp"|"ve"|"edm"), weighting ("unit"|"edm";
+        default "edm" for the soft-max model, else "unit"; "edm" uses sigma_data, the option for the
+        soft-max model, else the per-trial data scale sqrt(tr(X^T X)/(N n))), n_quad;
         subspace_clustering: n_restarts, max_iter, init ("data"|"random");
         diffusion: model ("auto": linear for K = 1, hardmax for K >= 2 | "linear" | "hardmax" |
-        "softmax"), lr, steps, restarts, init ("random"|"data"|"pca"|"ksubspaces": K-subspaces with
-        10 data-seeded restarts), batch_size (soft-max only), optimizer ("adam"|"sgd"), retraction
-        ("qr"|"polar"), tol (exact-loss models only), callback_every.
+        "softmax"), lr, steps, restarts, init ("random"|"data"|"pca": the top-d principal subspace for
+        K = 1, K-subspaces inside the top-(sum d_k) principal subspace for K >= 2|"ksubspaces":
+        K-subspaces with 10 data-seeded restarts), batch_size (soft-max only), optimizer ("adam"|"sgd"), retraction
+        ("qr"|"polar"), tol (exact-loss models only), callback_every, sigma_data (soft-max only).
         Soft-max training draws t from the schedule's p(t) and weights the error by lambda_t; the
         exact losses integrate both by quadrature (n_quad nodes). Options that would change
         nothing for the chosen model are refused.
-        Diffusion defaults: steps 2000 (stops early once every trial's relative Riemannian gradient
-        norm < tol = 1e-5), init "random" for K = 1 else "data", restarts 1 for K = 1 / soft-max
-        else 2, Adam lr 0.2 (exact loss) or 0.05 / 0.005 (soft-max from random / seeded init).
+        Diffusion defaults: steps 2000; an exact-loss fit stops at the first check (step 0, then
+        every callback_every steps) where its estimated distance to a local optimum (Davis-Kahan,
+        molrg.lowrank.convergence) is < tol = 1e-5, and info["converged"] says whether it got there;
+        init "random" for K = 1 else "data", restarts 1 for K = 1 / soft-max / ksubspaces or pca
+        init else 2, Adam lr 0.2
+        (exact loss) or 0.05 / 0.005 (soft-max from random / seeded init).
 
     Returns
     -------
@@ -300,6 +385,7 @@ def fit_batched(
     opts = _validate(X, dims, method, options)
     B = X.shape[0]
     valid = valid_rows(X, opts["n_valid"])
+    X, mean = _center(X, valid, bool(opts.get("center", False)))
     g = torch.Generator().manual_seed(int(seed))
     history: Tensor | None = None
     info: dict[str, Any] = {"method": method, "seed": int(seed), "stopped": False}
@@ -335,7 +421,8 @@ def fit_batched(
     else:
         weights = _cluster_weights(X, U, valid)
     info.update(schedule=opts["schedule"], weighting=opts["weighting"])
+    info.update(center=mean is not None)
     return BatchFit(
         bases=U, weights=weights, loss_history=history, diffusion_loss=dloss,
-        sc_objective=subspace_clustering_objective(X, U), info=info,
+        sc_objective=subspace_clustering_objective(X, U), info=info, mean=mean,
     )

@@ -15,6 +15,7 @@ import torch
 from torch import Tensor
 
 from molrg.bases import column_mask
+from molrg.lowrank.memory import chunked
 from molrg.lowrank.stiefel import random_stiefel, retract_qr
 
 INITS = ("data", "random")
@@ -46,29 +47,38 @@ def top_subspace(X: Tensor, z: Tensor, dmax: int, fill: Tensor) -> Tensor:
 
     X (B, N, n); z (B, R, K, N) 0/1 membership; fill (B, R, K, n, dmax) completes rank-deficient
     clusters (fewer than d_k points) so the result is always orthonormal. Computed in float64
-    through the N x N Gram matrix when N <= n (cheap for the paper grid), else the n x n scatter.
+    through the m x m Gram matrix, m = min(N, n) (N x N when N <= n, else the n x n scatter), in
+    chunks of fits of at most WORKSPACE_BYTES (molrg.lowrank.memory): no tensor grows with N^2.
     """
     Xd = X.to(torch.float64)
-    zd = z.to(torch.float64)
-    N, n = X.shape[-2], X.shape[-1]
-    if N <= n:
-        G = Xd @ Xd.transpose(-1, -2)  # (B, N, N)
-        Gk = G[:, None, None] * zd.unsqueeze(-1) * zd.unsqueeze(-2)
-        lam, V = torch.linalg.eigh(Gk)
-        lam, V = lam.flip(-1)[..., :dmax], V.flip(-1)[..., :dmax]
-        if V.shape[-1] < dmax:
-            pad = dmax - V.shape[-1]
-            lam = torch.nn.functional.pad(lam, (0, pad))
-            V = torch.nn.functional.pad(V, (0, pad))
-        Y = torch.einsum("bin,brkid->brknd", Xd, zd.unsqueeze(-1) * V)
-    else:
-        C = torch.einsum("bin,brki,bim->brknm", Xd, zd, Xd)
-        lam, V = torch.linalg.eigh(C)
-        lam, Y = lam.flip(-1)[..., :dmax], V.flip(-1)[..., :dmax]
-        Y = Y * lam.clamp_min(0).sqrt().unsqueeze(-2)
-    ok = lam > 1e-10 * lam[..., :1].clamp_min(1e-300)
-    Y = torch.where(ok.unsqueeze(-2), Y, fill.to(torch.float64))
-    return retract_qr(Y).to(X.dtype)
+    B, R, K, N = z.shape
+    n = X.shape[-1]
+    zd = z.to(torch.float64).reshape(B, R * K, N)
+    fill = fill.to(torch.float64).expand(B, R, K, n, dmax).reshape(B, R * K, n, dmax)
+    m = min(N, n)
+    G = Xd @ Xd.transpose(-1, -2) if N <= n else None  # (B, N, N), N <= n
+
+    def part(sl: slice) -> Tensor:
+        idx = torch.arange(B * R * K, device=X.device)[sl]
+        bi, pi = idx // (R * K), idx % (R * K)
+        zc = zd[bi, pi]  # (c, N)
+        if G is not None:
+            lam, V = torch.linalg.eigh(G[bi] * zc[:, :, None] * zc[:, None, :])
+            lam, V = lam.flip(-1)[..., :dmax], V.flip(-1)[..., :dmax]
+            if V.shape[-1] < dmax:
+                lam = torch.nn.functional.pad(lam, (0, dmax - V.shape[-1]))
+                V = torch.nn.functional.pad(V, (0, dmax - V.shape[-1]))
+            Y = (Xd[bi] * zc[..., None]).transpose(-1, -2) @ V
+        else:
+            Xz = Xd[bi] * zc[..., None]
+            lam, V = torch.linalg.eigh(Xz.transpose(-1, -2) @ Xz)
+            lam, Y = lam.flip(-1)[..., :dmax], V.flip(-1)[..., :dmax]
+            Y = Y * lam.clamp_min(0).sqrt().unsqueeze(-2)
+        ok = lam > 1e-10 * lam[..., :1].clamp_min(1e-300)
+        return torch.where(ok.unsqueeze(-2), Y, fill[bi, pi])
+
+    Y = chunked(part, B * R * K, 8 * (3 * m * m + N * n + 3 * n * dmax))
+    return retract_qr(Y.reshape(B, R, K, n, dmax)).to(X.dtype)
 
 
 def seed_bases(
@@ -87,10 +97,8 @@ def seed_bases(
     B, N, n = X.shape
     K, dmax, R = len(dims), max(dims), n_restarts
     Xd = X.to(torch.float64)
-    norms = Xd.norm(dim=-1).clamp_min(1e-300)
-    cos = (Xd @ Xd.transpose(-1, -2)).abs() / (norms[:, :, None] * norms[:, None, :])  # (B, N, N)
-    eye = torch.eye(N, dtype=torch.bool, device=X.device)
-    cos = cos.masked_fill(eye | ~valid[:, None, :], -1.0)
+    norms = Xd.norm(dim=-1).clamp_min(1e-300)  # (B, N)
+    cols = torch.arange(N, device=X.device)
     sq = (Xd**2).sum(-1)  # (B, N)
     fill = random_stiefel((R, K, n, dmax), dims, generator, torch.float64).to(X.device)
     u = torch.rand((R, K), generator=generator, dtype=torch.float64).to(X.device)
@@ -105,7 +113,11 @@ def seed_bases(
         cdf = cdf / cdf[..., -1:].clamp_min(1e-300)
         centre = torch.searchsorted(cdf, u[None, :, k, None].expand(B, R, 1).contiguous()).clamp_max(N - 1)
         centre = centre.squeeze(-1)  # (B, R)
-        rows = torch.gather(cos, 1, centre[..., None].expand(B, R, N))  # (B, R, N) correlations
+        # |cosine| of the centre with every point, one row per (trial, restart): never the N x N matrix.
+        xc = torch.gather(Xd, 1, centre[..., None].expand(B, R, n))  # (B, R, n)
+        rows = torch.einsum("brn,bjn->brj", xc, Xd).abs() / (
+            torch.gather(norms, 1, centre)[..., None] * norms[:, None, :])
+        rows = rows.masked_fill((cols == centre[..., None]) | ~valid[:, None, :], -1.0)
         n_nb = min(d_k - 1, N - 1)
         idx = rows.topk(n_nb, dim=-1).indices if n_nb > 0 else centre[..., None][..., :0]
         ok = torch.gather(rows, -1, idx) > 0 if n_nb > 0 else idx.bool()

@@ -6,6 +6,7 @@ zero (docs/CONTRACTS.md). Every operation re-applies the column mask so padding 
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
@@ -35,30 +36,46 @@ def tangent_project(U: Tensor, G: Tensor) -> Tensor:
     return (Gf - torch.bmm(Uf, sym(torch.bmm(Uf.transpose(1, 2), Gf)))).reshape(shape)
 
 
-def retract_qr(Y: Tensor, mask: Tensor | None = None) -> Tensor:
+def orthonormality_tol(dtype: torch.dtype, n_cols: int) -> float:
+    """Largest accepted max|Q^T Q - I| of a Cholesky-QR factor: 50 d eps of the dtype (Householder-level)."""
+    return 50.0 * max(n_cols, 1) * float(torch.finfo(dtype).eps)
+
+
+def retract_qr(Y: Tensor, mask: Tensor | None = None, check: bool = True) -> Tensor:
     """QR retraction with sign fix (diag R > 0); padded columns (mask 0) stay zero (spec section 5).
 
     Computed as Cholesky-QR (Q = Y R^{-1}, R^T R = Y^T Y: the same Q as the sign-fixed QR, and
-    ~20x faster for many small matrices on CPU), falling back to Householder QR when the Gram
-    matrix is not numerically positive definite.
+    ~20x faster for many small matrices on CPU). Its orthogonality error grows like eps cond(Y)^2,
+    so with ``check`` every matrix of the batch whose max|Q^T Q - I| exceeds
+    :func:`orthonormality_tol` (or whose Gram matrix is not numerically positive definite) is
+    redone by Householder QR, per matrix. ``check=False`` is for tangent steps Y = U + xi with
+    U^T xi skew, where Y^T Y = I + xi^T xi >= I keeps Cholesky-QR exact to O(eps (1 + ||xi||^2)).
     """
     if mask is not None:
         Y = Y * mask
-        fill = torch.diag_embed(1.0 - mask.squeeze(-2)).expand(*Y.shape[:-2], Y.shape[-1], Y.shape[-1])
+        live = mask.squeeze(-2).expand(*Y.shape[:-2], Y.shape[-1])
+        fill = torch.diag_embed(1.0 - live)
     else:
-        fill = None
+        live, fill = None, None
     shape = Y.shape
     Yf = _flat(Y)
     M = torch.bmm(Yf.transpose(1, 2), Yf)
     if fill is not None:
         M = M + _flat(fill)
     L, info = torch.linalg.cholesky_ex(M)
-    if bool((info == 0).all()):
-        diag = torch.diagonal(L, dim1=-2, dim2=-1)
-        if bool((diag > 1e-6 * diag.amax(-1, keepdim=True)).all()):
-            Q = torch.linalg.solve_triangular(L.transpose(1, 2), Yf, upper=True, left=False).reshape(shape)
-            return Q * mask if mask is not None else Q
-    return _retract_householder(Y, mask)
+    Q = torch.linalg.solve_triangular(L.transpose(1, 2), Yf, upper=True, left=False)
+    if not check:
+        return Q.reshape(shape)
+    eye = torch.diag_embed(_flat(live[..., None, :])[:, 0]) if live is not None else torch.eye(
+        shape[-1], dtype=Y.dtype, device=Y.device).expand(Yf.shape[0], -1, -1)
+    err = (torch.bmm(Q.transpose(1, 2), Q) - eye).abs().amax((-1, -2))
+    bad = (info != 0) | ~(err <= orthonormality_tol(Y.dtype, shape[-1]))  # NaN counts as bad
+    idx = bad.nonzero().squeeze(-1)
+    if idx.numel():
+        Q = Q.clone()
+        Mf = _flat(mask.expand(shape[:-2] + mask.shape[-2:])) if mask is not None else None
+        Q[idx] = _retract_householder(Yf[idx], None if Mf is None else Mf[idx])
+    return Q.reshape(shape)
 
 
 def _retract_householder(Y: Tensor, mask: Tensor | None) -> Tensor:
@@ -88,10 +105,10 @@ def retract_polar(Y: Tensor, mask: Tensor | None = None) -> Tensor:
     return out * mask if mask is not None else out
 
 
-def retract(Y: Tensor, mask: Tensor | None, method: str = "qr") -> Tensor:
-    """Dispatch to :func:`retract_qr` or :func:`retract_polar`."""
+def retract(Y: Tensor, mask: Tensor | None, method: str = "qr", tangent: bool = False) -> Tensor:
+    """Dispatch to :func:`retract_qr` or :func:`retract_polar`; ``tangent``: Y = U + xi with xi tangent at U."""
     if method == "qr":
-        return retract_qr(Y, mask)
+        return retract_qr(Y, mask, check=not tangent)
     if method == "polar":
         return retract_polar(Y, mask)
     raise ValueError(f"retraction: expected one of {RETRACTIONS}, got {method!r}")
@@ -112,17 +129,21 @@ class StiefelOptimizer:
     """Riemannian Adam (Becigneul-Ganea, elementwise second moment) or SGD on padded Stiefel bases.
 
     ``step(U, egrad, lr)`` takes the Euclidean gradient and returns the retracted new point; the
-    first moment is transported to the new tangent space by projection (spec section 5).
+    first moment is transported to the new tangent space by projection (spec section 5). ``eps``
+    must be relative to the gradient's scale: an absolute tiny eps turns a round-off gradient at an
+    optimum into a full step of size lr. ``frozen`` (bool, broadcasting over U's leading dims) keeps
+    those fits where they are (converged).
     """
 
     dims: Sequence[int]
     method: str = "adam"
     retraction: str = "qr"
     betas: tuple[float, float] = (0.9, 0.999)
-    eps: float = 1e-12
+    eps: float | Tensor = 1e-12  # set it relative to the gradient's scale (a Tensor broadcasting per fit)
     m: Tensor | None = field(default=None, repr=False)
     v: Tensor | None = field(default=None, repr=False)
     t: int = 0
+    _mask: Tensor | None = field(default=None, repr=False)
 
     def __post_init__(self) -> None:
         if self.method not in OPTIMIZERS:
@@ -130,22 +151,34 @@ class StiefelOptimizer:
         if self.retraction not in RETRACTIONS:
             raise ValueError(f"retraction: expected one of {RETRACTIONS}, got {self.retraction!r}")
 
-    def step(self, U: Tensor, egrad: Tensor, lr: float | Tensor) -> tuple[Tensor, Tensor]:
+    def keep(self, rows: Tensor) -> None:
+        """Keep only the fits ``rows`` (indices into dim 0) of the optimiser state (active-set compaction)."""
+        if self.m is not None and self.v is not None:
+            self.m, self.v = self.m[rows], self.v[rows]
+        if isinstance(self.eps, Tensor) and self.eps.ndim > 0 and self.eps.shape[0] > 1:
+            self.eps = self.eps[rows]
+
+    def step(self, U: Tensor, egrad: Tensor, lr: float | Tensor, frozen: Tensor | None = None) -> tuple[Tensor, Tensor]:
         """One step; returns (new U, Riemannian gradient at the old U)."""
-        mask = column_mask(self.dims, U.shape[-1], like=U)
+        if self._mask is None or self._mask.dtype != U.dtype or self._mask.device != U.device:
+            self._mask = column_mask(self.dims, U.shape[-1], like=U)
+        mask = self._mask
         rgrad = tangent_project(U, egrad) * mask
         if self.method == "sgd":
-            return retract(U - lr * rgrad, mask, self.retraction), rgrad
-        b1, b2 = self.betas
-        self.t += 1
-        if self.m is None or self.v is None:
-            self.m = torch.zeros_like(U)
-            self.v = torch.zeros_like(U)
-        self.m = b1 * self.m + (1 - b1) * rgrad
-        self.v = b2 * self.v + (1 - b2) * rgrad * rgrad
-        m_hat = self.m / (1 - b1**self.t)
-        v_hat = self.v / (1 - b2**self.t)
-        direction = tangent_project(U, m_hat / (v_hat.sqrt() + self.eps)) * mask
-        U_new = retract(U - lr * direction, mask, self.retraction)
-        self.m = tangent_project(U_new, self.m) * mask
+            U_new = retract(U - lr * rgrad, mask, self.retraction, tangent=True)
+        else:
+            b1, b2 = self.betas
+            self.t += 1
+            if self.m is None or self.v is None:
+                self.m = torch.zeros_like(U)
+                self.v = torch.zeros_like(U)
+            self.m = torch.lerp(self.m, rgrad, 1 - b1)
+            self.v = torch.lerp(self.v, rgrad * rgrad, 1 - b2)
+            # m_hat / (sqrt(v_hat) + eps) with the bias corrections folded into two scalars.
+            c1, c2 = 1 / (1 - b1**self.t), 1 / math.sqrt(1 - b2**self.t)
+            direction = tangent_project(U, (c1 / c2) * self.m / (self.v.sqrt() + self.eps / c2))
+            U_new = retract(U - lr * direction, mask, self.retraction, tangent=True)
+            self.m = tangent_project(U_new, self.m)
+        if frozen is not None:
+            U_new = torch.where(frozen[..., None, None, None], U, U_new)
         return U_new, rgrad

@@ -76,3 +76,23 @@ def test_optimizer_decreases_rayleigh_loss(method):
     assert (f1 < f0).all()
     with pytest.raises(ValueError, match="optimizer"):
         StiefelOptimizer(DIMS, "lbfgs")
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("worst", [1e3, 1e6])
+def test_cholesky_qr_falls_back_per_matrix_when_ill_conditioned(dtype, worst):
+    from molrg.lowrank.stiefel import orthonormality_tol, retract_qr
+
+    g = torch.Generator().manual_seed(0)
+    Q0 = torch.linalg.qr(torch.randn(4, 30, 5, generator=g, dtype=torch.float64))[0]
+    V = torch.linalg.qr(torch.randn(5, 5, generator=g, dtype=torch.float64))[0]
+    conds = torch.tensor([1.0, 1e3, 3.0, worst], dtype=torch.float64)  # two fine, two ill-conditioned
+    S = torch.stack([torch.logspace(0, -float(torch.log10(c)), 5, dtype=torch.float64) for c in conds])
+    Y = ((Q0 * S[:, None, :]) @ V.T).to(dtype)
+    Q = retract_qr(Y)
+    err = (Q.transpose(-1, -2) @ Q - torch.eye(5, dtype=dtype)).abs().amax((-1, -2))
+    assert bool((err <= orthonormality_tol(dtype, 5)).all()), err  # was 5e-2 in float32 at cond 1e3
+    ref, R = torch.linalg.qr(Y.to(torch.float64))
+    ref = ref * torch.sign(torch.diagonal(R, dim1=-2, dim2=-1)).unsqueeze(-2)
+    tol = 1e-4 if dtype == torch.float32 else 1e-10
+    assert torch.allclose(Q[[0, 2]].to(torch.float64), ref[[0, 2]], atol=tol)  # the same sign-fixed Q
