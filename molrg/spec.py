@@ -587,6 +587,9 @@ class SweepMethodOptions(_Spec):
         return getattr(self, method, None) or FIT_OPTIONS[method]()
 
 
+_DEFAULT_SWEEP_METHODS: list[SweepMethod] = ["pca"]
+
+
 class SweepSpec(_Spec):
     """A sample-complexity grid: every (n, K, d, samples) cell runs ``trials`` independent trials per method."""
 
@@ -600,7 +603,7 @@ class SweepSpec(_Spec):
     noise_std: float = Field(default=0.0, ge=0.0, le=1e6, description="Std of isotropic noise added to the data.")
     orthogonal: bool = Field(default=True, description="Mutually orthogonal subspaces (needs K * d <= n).")
     trials: int = Field(default=20, ge=1, le=100_000, description="Independent trials per cell.")
-    methods: list[SweepMethod] = Field(default_factory=lambda: ["pca"], min_length=1, max_length=3,
+    methods: list[SweepMethod] = Field(default_factory=lambda: list(_DEFAULT_SWEEP_METHODS), min_length=1, max_length=3,
                                        description="Fit methods, run on the same data per trial: "
                                                    "pca (K = 1 cells), subspace_clustering, diffusion.")
     method_options: SweepMethodOptions = Field(default_factory=lambda: SweepMethodOptions(),
