@@ -40,8 +40,8 @@ from tests.service.factories import insert_model, insert_sample_set, make_datase
 EXAMPLES = int(os.environ.get("MOLRG_FUZZ_EXAMPLES", "12"))
 CHECKS = [not_a_server_error, status_code_conformance, content_type_conformance, response_headers_conformance,
           response_schema_conformance]
-# Values at what the stores accept: text with NUL (PostgreSQL text cannot hold it), integers at the INTEGER
-# and BIGINT bounds and one past them. Each "edge" case is a valid generated case with every string of its
+# Values at what the stores accept: text with NUL (PostgreSQL text cannot hold it), text longer than the
+# String(200) columns, integers at the INTEGER and BIGINT bounds and one past them. Each "edge" case is a valid generated case with every string of its
 # query and body (or every integer) replaced by one of these.
 NUL_TEXT = "a\x00b"
 INT_BOUNDS = [2**31 - 1, 2**31, 2**63 - 1, 2**63, -(2**31) - 1, -(2**63) - 1]
@@ -77,21 +77,23 @@ def check_sse_events(body: str, doc: dict[str, Any]) -> int:
 
 
 def _edge(value: Any, kind: str) -> Any:
-    """``value`` with every string (kind "nul") or every integer (an int bound) replaced, recursively."""
+    """``value`` with every string (kind "nul", "long") or every integer (an int bound) replaced, recursively."""
     if isinstance(value, dict):
         return {(_edge(k, kind) if kind == "nul" else k): _edge(v, kind) for k, v in value.items()}
     if isinstance(value, list):
         return [_edge(v, kind) for v in value]
     if kind == "nul" and isinstance(value, str):
         return value[:3] + NUL_TEXT
-    if kind != "nul" and isinstance(value, int) and not isinstance(value, bool):
+    if kind == "long" and isinstance(value, str):
+        return value + "x" * 300  # past the String(200) columns
+    if kind not in ("nul", "long") and isinstance(value, int) and not isinstance(value, bool):
         return int(kind)
     return value
 
 
 def _fuzz_edges(op: Any, headers: dict[str, str], ids: dict[str, str], stats: dict[str, Any], examples: int) -> None:
     """Valid cases pushed to the stores' bounds: no 5xx (a 4xx names the field, or the value is stored)."""
-    kinds = ["nul", *map(str, INT_BOUNDS)]
+    kinds = ["nul", "long", *map(str, INT_BOUNDS)]
 
     @given(case=op.as_strategy(generation_mode=GenerationMode.POSITIVE), kind=st.sampled_from(kinds),
            known=st.booleans())
