@@ -53,10 +53,6 @@ class ParsedArray:
     format: str
     source_dtype: str
 
-    @property
-    def X(self) -> np.ndarray:  # noqa: N802  (the array itself, a view of ``npy``)
-        return np.load(io.BytesIO(self.npy), allow_pickle=False)
-
 
 def _bad(reason: str) -> InvalidUpload:
     return InvalidUpload.one("file", reason)
