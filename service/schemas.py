@@ -160,7 +160,8 @@ class Problem(BaseModel):
     detail: str
     instance: str
     code: str
-    errors: list[dict[str, str]] | None = None
+    errors: list[dict[str, str]] | None = Field(default=None, description="The first field errors (field, reason).")
+    errors_total: int | None = Field(default=None, description="How many field errors there were in all.")
 
 
 class HealthRead(BaseModel):

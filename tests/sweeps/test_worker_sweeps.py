@@ -126,7 +126,7 @@ def test_reaper_requeues_a_stale_chunk_not_the_sweep(maker: sessionmaker[Session
     ids = out.drain()
     ws.run_sweep_chunk(maker, SETTINGS, ids[0], cpu, "w1")
     with session_scope(maker) as s:  # chunk 1 was claimed by a worker that then died
-        claim = chunks_store.claim_chunk(s, ids[1], "dead", job_max_attempts=3)
+        claim = chunks_store.claim_chunk(s, ids[1], "dead", max_attempts=3)
         assert isinstance(claim, chunks_store.ChunkClaim)
         old = utcnow() - timedelta(seconds=60)
         s.execute(update(SweepChunk).where(SweepChunk.id == ids[1]).values(heartbeat_at=old))

@@ -135,7 +135,7 @@ def test_bad_params_fail_readably(maker: sessionmaker[Session]) -> None:
 
 def test_attempts_exhausted(maker: sessionmaker[Session]) -> None:
     ds = add_dataset(maker)
-    job_id = add_job(maker, JobKind.fit, fit_params(ds), attempts=3, job_max_attempts=3)
+    job_id = add_job(maker, JobKind.fit, fit_params(ds), attempts=3, max_attempts=3)
     assert run(maker, JobKind.fit, job_id) == Outcome.failed
     job = get_job(maker, job_id)
     assert job.attempts == 4 and "gave up after 3 attempts" in (job.error or "")
