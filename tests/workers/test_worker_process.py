@@ -209,7 +209,7 @@ def test_pca_fit_succeeds_and_cancel_and_time_limit(worker: Backend) -> None:
     b.publish(job_id)
 
     # 2. A long diffusion fit stops within seconds of a cancel request.
-    long = add_job(b.maker, JobKind.fit, fit_params(ds, "diffusion", [2], {"steps": 10_000_000, "callback_every": 1, "tol": 1e-300}))
+    long = add_job(b.maker, JobKind.fit, fit_params(ds, "diffusion", [2], {"steps": 1_000_000, "callback_every": 1, "tol": 1e-300}))
     b.publish(long)
     b.wait(long, 60, until=lambda j: j.status == JobStatus.running and j.progress > 0)
     with session_scope(b.maker) as s:
@@ -221,7 +221,7 @@ def test_pca_fit_succeeds_and_cancel_and_time_limit(worker: Backend) -> None:
     assert job.status == JobStatus.cancelled and _models(b.maker, long) == 0
 
     # 3. The per-kind soft time limit fails the job and frees the worker.
-    slow = add_job(b.maker, JobKind.fit, fit_params(ds, "diffusion", [2], {"steps": 10_000_000, "tol": 1e-300}))
+    slow = add_job(b.maker, JobKind.fit, fit_params(ds, "diffusion", [2], {"steps": 1_000_000, "tol": 1e-300}))
     b.publish(slow)
     job = b.wait(slow, FIT_TIME_LIMIT_S + 40)
     assert job.status == JobStatus.failed and job.error == f"TimeLimitExceeded: time limit of {FIT_TIME_LIMIT_S} s exceeded"
