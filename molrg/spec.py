@@ -383,6 +383,34 @@ def fit_spec_errors(fit: FitVariant, *, n_features: int, n_samples: int | None =
                       n_samples=n_samples, true_dims=true_dims)
 
 
+WORKSPACE_BYTES = 256 * 2**20  # largest chunk of a pairwise (m x m per fit) computation
+
+
+def fit_peak_bytes(
+    B: int, N: int, n: int, K: int, dmax: int, R: int = 1, *, method: str = "diffusion", model: str = "linear",
+    batch_size: int = 64, itemsize: int = 8, workspace: int = WORKSPACE_BYTES,
+) -> int:
+    """Upper estimate of the peak bytes of ``fit_batched`` on X (B, N, n) with K bases (n, dmax), R restarts.
+
+    Counts the live tensors of each method (float64 copies where the code makes them, 8 bytes), the
+    chunked pairwise workspace, and a 1.5x allowance for temporaries.
+    """
+    f8 = 8
+    data = B * N * n * (itemsize + f8)  # X and its float64 copy
+    bases = B * R * K * n * dmax
+    rows = B * R * K * N
+    if method == "pca":
+        core = B * N * n * f8 * 2 + B * n * min(N, n) * f8
+    elif method == "subspace_clustering":
+        core = f8 * (8 * bases + 4 * rows + 4 * B * R * N + B * R * dmax * n)
+    else:
+        core = f8 * (12 * bases + 3 * rows * dmax + 4 * rows + 4 * B * R * N)
+        if model == "softmax":
+            Mb = B * R * batch_size
+            core += f8 * (12 * Mb * n + 8 * Mb * K * dmax + 4 * Mb * K)
+    return int(1.5 * (data + core) + workspace)
+
+
 def raise_for(issues: list[FieldIssue]) -> None:
     """ValueError listing every issue (the library's way to report them)."""
     if issues:

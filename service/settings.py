@@ -19,6 +19,8 @@ class ServiceSettings(SharedSettings):
     max_ambient_dim: int = Field(default=4096, ge=1, description="Max ambient dimension n.")
     max_components: int = Field(default=64, ge=1, description="Max mixture components K.")
     max_dataset_values: int = Field(default=50_000_000, ge=1, description="Max N*n of a dataset.")
+    job_memory_budget_bytes: int = Field(default=8 * 1024**3, ge=1, description=(
+        "Largest peak memory of one low-rank fit (molrg.spec.fit_peak_bytes); a bigger fit is a 422."))
     synthetic_budget_bytes: int = Field(default=512 * 1024 * 1024, ge=1, description=(
         "Peak memory one synthetic dataset may take to generate in the API (X, coefficients, noise; float64)."))
     max_samples: int = Field(default=100_000, ge=1, description="Max samples per sample job.")

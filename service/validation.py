@@ -50,6 +50,16 @@ def validate_fit(req: spec.FitVariant, n_samples: int, ambient_dim: int, true_di
     if restarts is not None:
         name = "restarts" if hasattr(opts, "restarts") else "n_restarts"
         issues += _over(f"options.{name}", name, restarts, "max_restarts", settings.max_restarts)
+    if not issues and req.method in spec.LOWRANK_METHODS:
+        # The service's size limit follows from the library's stated peak memory of the fit.
+        model = opts.resolved_model(req.n_components) if isinstance(opts, spec.DiffusionOptions) else "linear"
+        peak = spec.fit_peak_bytes(1, n_samples, ambient_dim, req.n_components, max(req.dims), restarts or 2,
+                                   method=req.method, model=model, batch_size=getattr(opts, "batch_size", None) or 64)
+        if peak > settings.job_memory_budget_bytes:
+            issues.append(spec.FieldIssue("dataset_id", (
+                f"this fit needs ~{peak >> 20} MiB (N={n_samples}, n={ambient_dim}, K={req.n_components}, "
+                f"restarts={restarts or 2}), over the limit job_memory_budget_bytes={settings.job_memory_budget_bytes}; "
+                "use fewer restarts or components, or a smaller dataset")))
     _raise(issues)
 
 

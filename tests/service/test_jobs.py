@@ -228,3 +228,19 @@ def test_metrics_downsampling(api: Any) -> None:
     assert empty["points"] == [] and empty["total_points"] == 0
     assert_problem(api.client.get(f"/api/v1/jobs/{job['id']}/metrics", params={"max_points": 1}, headers=h), 422,
                    "max_points")
+
+
+def test_fit_over_the_memory_budget_is_refused_before_the_worker(sapi: Any) -> None:
+    """The API's size limit follows from the library's stated peak memory of the fit (molrg.spec.fit_peak_bytes)."""
+    from molrg import spec
+
+    h = sapi.key()
+    ds = make_dataset(sapi, h)
+    body = {"dataset_id": ds["id"], "n_components": 2, "dims": [2, 3], "method": "subspace_clustering",
+            "options": {"n_restarts": 50}}
+    peak = spec.fit_peak_bytes(1, ds["n_samples"], ds["ambient_dim"], 2, 3, 50, method="subspace_clustering")
+    sapi.settings.job_memory_budget_bytes = peak - 1
+    r = sapi.client.post("/api/v1/fits", json=body, headers=h)
+    assert r.status_code == 422 and "job_memory_budget_bytes" in r.text, r.text
+    sapi.settings.job_memory_budget_bytes = peak
+    assert sapi.client.post("/api/v1/fits", json=body, headers=h).status_code == 202
