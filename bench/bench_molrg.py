@@ -1,14 +1,15 @@
 """Benchmark the batched MoLRG sweeps on this machine (spec sections 7, 11).
 
-    .venv/bin/python bench/bench_molrg.py [--quick] [--skip-softmax] [--device cpu|cuda] [--json out.json]
+    .venv/bin/python bench/bench_molrg.py [--quick] [--softmax] [--flops] [--device cpu|cuda] [--json out.json]
 
-(a) K=1 diffusion paper grid (linear model, exact loss, 2000 steps), target < 60 s for 1960 fits;
-(b) K=2 soft-max Monte-Carlo diffusion grid, target < 10 min;
+(a) K=1 diffusion paper grid (linear model, exact loss, 2000 steps, polar; the paper_grids options),
+    target <= 15 s for 1960 fits, with its success table;
+(b) K=2 hard-max diffusion paper grid (exact loss, data-seeded init, 2 restarts), target <= 60 s;
 (c) K-subspaces K=2 paper grid, target < 10 s;
-(d) speed-up of the batched path over a per-fit Python loop (same fit_batched code, B = 1, on a
-    subset; extrapolated to the grid and labelled as such), target >= 20x;
-(e) achieved FLOP/s of the batched K=1 diffusion fit (analytic matmul FLOPs per step) against
-    a large float32 torch.matmul on the same machine.
+(d) the same fits run as a naive per-fit loop (fit_batched on one trial at a time, B = 1), timed
+    on a subsample of each grid in the same run and extrapolated to the grid (labelled as such);
+(s) optional: K=2 soft-max Monte-Carlo grid; (e) optional: achieved FLOP/s of (a) against a large
+    float32 matmul.
 All wall times include data generation and metrics unless said otherwise. The CPU may be shared
 with other processes: timings are noisy, and the load average is printed.
 """
@@ -51,13 +52,39 @@ def _rate(report: Any, method: str) -> float:
     return sum(c.successes for c in cells) / max(1, sum(c.trials for c in cells))
 
 
-def bench_k1_diffusion(trials: int, device: str, steps: int) -> dict[str, Any]:
-    """(a) the K=1 diffusion grid, exact loss."""
-    g = SweepGrid(**PAPER, n_components=[1], samples_per="total", trials=trials, methods=["diffusion"],
-                  method_options={"diffusion": {**DIFF_OPTS, "steps": steps}}, seed=1)
+def _table(report: Any, method: str) -> list[list[int]]:
+    """Successes per (d, N) cell: rows d, columns N of the paper grid."""
+    got = {(c.d, c.samples): c.successes for c in report.cells if c.method == method}
+    return [[got.get((d, N), 0) for N in PAPER["samples"]] for d in PAPER["dims"]]
+
+
+def bench_grid(K: int, trials: int, device: str, steps: int, method: str = "diffusion") -> dict[str, Any]:
+    """(a) K=1 diffusion grid (exact linear loss) / (b) K=2 hard-max grid / (c) K=2 K-subspaces grid."""
+    opts = {"method_options": {"diffusion": {**DIFF_OPTS, "steps": steps}}} if method == "diffusion" else {}
+    g = SweepGrid(**PAPER, n_components=[K], samples_per="total" if K == 1 else "component", trials=trials,
+                  methods=[method], seed=K, **opts)
+    load0 = _load()
     wall, rep = _sweep(g, device)
-    return {"fits": g.n_fits, "steps": steps, "wall_s": wall, "fit_s": rep.total_fit_seconds,
-            "success": _rate(rep, "diffusion"), "target_s": 60.0 * g.n_fits / 1960}
+    target = (15.0 if K == 1 else 60.0) if method == "diffusion" else 10.0
+    return {"K": K, "method": method, "fits": g.n_fits, "steps": steps, "wall_s": wall,
+            "fit_s": rep.total_fit_seconds, "success": _rate(rep, method), "table": _table(rep, method),
+            "target_s": target * g.n_fits / 1960, "load_before": load0, "load_after": _load()}
+
+
+def bench_naive_loop(K: int, trials: int, device: str, steps: int, n_loop: int) -> dict[str, Any]:
+    """(d) fits of grid (a)/(b) one at a time (B = 1, no padding): a subsample, extrapolated to the grid."""
+    g = SweepGrid(**PAPER, n_components=[K], samples_per="total" if K == 1 else "component", trials=trials,
+                  methods=["diffusion"], seed=K)
+    cells = g.cells()
+    pick = [cells[i] for i in range(0, len(cells), max(1, len(cells) // n_loop))][:n_loop]
+    t0 = time.perf_counter()
+    for j, cell in enumerate(pick):
+        b = sample_molrg_batch([17 * j + 1], 48, [cell.d] * K, n_samples=None if K > 1 else cell.samples,
+                               samples_per_component=cell.samples if K > 1 else None, device=device)
+        fit_batched(b.X, [cell.d] * K, "diffusion", seed=0, device=device, **{**DIFF_OPTS, "steps": steps})
+    per_fit = (time.perf_counter() - t0) / len(pick)
+    return {"K": K, "fits_timed": len(pick), "per_fit_s": per_fit, "grid_fits": g.n_fits,
+            "grid_extrapolated_s": per_fit * g.n_fits}
 
 
 def bench_softmax(trials: int, device: str, steps: int) -> dict[str, Any]:
@@ -68,42 +95,6 @@ def bench_softmax(trials: int, device: str, steps: int) -> dict[str, Any]:
     wall, rep = _sweep(g, device)
     return {"fits": g.n_fits, "steps": steps, "wall_s": wall, "fit_s": rep.total_fit_seconds,
             "success": _rate(rep, "diffusion"), "target_s": 600.0 * g.n_fits / 1960}
-
-
-def bench_ksubspaces(trials: int, device: str) -> dict[str, Any]:
-    """(c) the K=2 K-subspaces grid (fitting.py defaults)."""
-    g = SweepGrid(**PAPER, n_components=[2], samples_per="component", trials=trials,
-                  methods=["subspace_clustering"], seed=2)
-    wall, rep = _sweep(g, device)
-    return {"fits": g.n_fits, "wall_s": wall, "fit_s": rep.total_fit_seconds,
-            "success": _rate(rep, "subspace_clustering"), "target_s": 10.0 * g.n_fits / 1960}
-
-
-def bench_loop_speedup(device: str, steps: int, n_loop: int, batched_grid_s: float, grid_fits: int) -> dict[str, Any]:
-    """(d) per-fit loop (B = 1) vs one batched call on the same 28 fits (d = 5, N = 2..15, 2 trials)."""
-    d, Ns, trials = 5, list(range(2, 16)), 2
-    Xs, nv = [], []
-    for N in Ns:
-        b = sample_molrg_batch([1000 * N + t for t in range(trials)], 48, [d], n_samples=N, device=device)
-        Xs.append(torch.nn.functional.pad(b.X, (0, 0, 0, max(Ns) - N)))
-        nv += [N] * trials
-    X = torch.cat(Xs)
-    opts = {**DIFF_OPTS, "steps": steps}
-    t0 = time.perf_counter()
-    fit_batched(X, [d], "diffusion", seed=0, device=device, n_valid=torch.tensor(nv), **opts)
-    batched = time.perf_counter() - t0
-    idx = list(range(0, X.shape[0], max(1, X.shape[0] // n_loop)))[:n_loop]
-    t0 = time.perf_counter()
-    for i in idx:
-        fit_batched(X[i : i + 1, : nv[i]], [d], "diffusion", seed=0, device=device, **opts)
-    loop_per_fit = (time.perf_counter() - t0) / len(idx)
-    return {
-        "fits": X.shape[0], "steps": steps, "batched_s": batched, "batched_per_fit_s": batched / X.shape[0],
-        "loop_fits_timed": len(idx), "loop_per_fit_s": loop_per_fit,
-        "speedup_same_work": loop_per_fit * X.shape[0] / batched,
-        "grid_loop_extrapolated_s": loop_per_fit * grid_fits,
-        "speedup_vs_grid": loop_per_fit * grid_fits / batched_grid_s if batched_grid_s > 0 else None,
-    }
 
 
 def matmul_flops(device: str, size: int = 2048, reps: int = 5) -> float:
@@ -155,57 +146,53 @@ def bench_flops(device: str, steps: int, trials: int) -> dict[str, Any]:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--quick", action="store_true", help="fewer trials/steps; numbers labelled")
-    ap.add_argument("--skip-softmax", action="store_true")
-    ap.add_argument("--softmax-trials", type=int, default=None,
-                    help="trials for (b) (default 20, quick 1); the target scales with the fits run")
+    ap.add_argument("--quick", action="store_true", help="fewer trials; numbers labelled")
+    ap.add_argument("--softmax", action="store_true", help="also run the K=2 soft-max Monte-Carlo grid")
+    ap.add_argument("--flops", action="store_true", help="also measure achieved FLOP/s of (a)")
+    ap.add_argument("--loop-fits", type=int, default=8, help="fits timed per grid in the naive loop (d)")
     ap.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
     ap.add_argument("--json", default=None)
     ap.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's)")
     args = ap.parse_args()
     if args.threads is not None:
         torch.set_num_threads(args.threads)
-    q = args.quick
-    dev = args.device
+    q, dev = args.quick, args.device
+    trials = 5 if q else 20
     print(f"bench_molrg  device={dev}  torch {torch.__version__}  threads={torch.get_num_threads()}  "
           f"cpus={os.cpu_count()}  {platform.processor() or platform.machine()}  "
           f"mode={'quick' if q else 'full'}  load avg at start: {_load()}")
     print("NOTE: the CPU is shared with other processes; timings are noisy (see load averages).")
     out: dict[str, Any] = {"device": dev, "threads": torch.get_num_threads(), "quick": q}
     rows: list[tuple[str, str, str, str, str]] = []
-
-    a = bench_k1_diffusion(5 if q else 20, dev, 2000)
-    out["a_k1_diffusion"] = a
-    rows.append(("(a) K=1 diffusion grid, exact loss", f"{a['fits']} fits x {a['steps']} steps",
-                 f"{a['wall_s']:.1f} s", f"< {a['target_s']:.0f} s", f"success {a['success']:.2f}"))
-    print(f"(a) done {a['wall_s']:.1f} s, load {_load()}", flush=True)
-    if not args.skip_softmax:
-        sm_trials = args.softmax_trials or (1 if q else 20)
-        b = bench_softmax(sm_trials, dev, 300 if q else 1000)
-        out["b_softmax"] = b
-        rows.append(("(b) K=2 soft-max MC grid, random init", f"{b['fits']} fits x {b['steps']} steps",
-                     f"{b['wall_s']:.1f} s", f"< {b['target_s']:.0f} s", f"success {b['success']:.2f}"))
-        print(f"(b) done {b['wall_s']:.1f} s, load {_load()}", flush=True)
-    c = bench_ksubspaces(20, dev)
-    out["c_ksubspaces"] = c
-    rows.append(("(c) K=2 K-subspaces grid", f"{c['fits']} fits", f"{c['wall_s']:.1f} s",
-                 f"< {c['target_s']:.0f} s", f"success {c['success']:.2f}"))
-    print(f"(c) done {c['wall_s']:.1f} s, load {_load()}", flush=True)
-    d = bench_loop_speedup(dev, 2000, 4 if q else 8, a["wall_s"], a["fits"])
-    out["d_speedup"] = d
-    rows.append(("(d) batched vs per-fit loop, same 28 fits", f"loop {d['loop_fits_timed']} timed",
-                 f"{d['speedup_same_work']:.1f}x", ">= 20x",
-                 f"loop {d['loop_per_fit_s'] * 1e3:.0f} ms/fit, batched {d['batched_per_fit_s'] * 1e3:.1f} ms/fit"))
-    if d["speedup_vs_grid"] is not None:
-        rows.append(("(d') grid (a): loop extrapolated / measured", f"{a['fits']} fits",
-                     f"{d['speedup_vs_grid']:.1f}x", ">= 20x",
-                     f"loop ~{d['grid_loop_extrapolated_s']:.0f} s (extrapolated) vs {a['wall_s']:.1f} s"))
-    print(f"(d) done, load {_load()}", flush=True)
-    e = bench_flops(dev, 500 if q else 2000, 5 if q else 20)
-    out["e_flops"] = e
-    rows.append(("(e) K=1 fit achieved FLOP/s (float32)", f"{e['fits']} fits x {e['steps']} steps",
-                 f"{e['achieved_flops'] / 1e9:.2f} GFLOP/s", f"peak {e['matmul_peak_flops'] / 1e9:.1f}",
-                 f"{100 * e['fraction_of_peak']:.2f}% of matmul peak (useful {e['useful_flops'] / 1e9:.2f})"))
+    for key, K, method, label in (("a_k1_diffusion", 1, "diffusion", "(a) K=1 diffusion grid, exact loss"),
+                                  ("b_k2_hardmax", 2, "diffusion", "(b) K=2 hard-max diffusion grid"),
+                                  ("c_ksubspaces", 2, "subspace_clustering", "(c) K=2 K-subspaces grid")):
+        r = bench_grid(K, trials, dev, 2000, method)
+        out[key] = r
+        rows.append((label, f"{r['fits']} fits", f"{r['wall_s']:.1f} s", f"<= {r['target_s']:.0f} s",
+                     f"success {r['success']:.3f}, load {r['load_before']} -> {r['load_after']}"))
+        print(f"{label}: {r['wall_s']:.1f} s, successes per (d = 2..8 rows, N or N_k = 2..15 columns):", flush=True)
+        for d, line in zip(PAPER["dims"], r["table"], strict=True):
+            print(f"  d={d}: " + " ".join(f"{v:2d}" for v in line))
+        if method == "diffusion":
+            lp = bench_naive_loop(K, trials, dev, 2000, args.loop_fits)
+            out[key + "_naive_loop"] = lp
+            rows.append((f"(d) naive per-fit loop of {label[:3]}", f"{lp['fits_timed']} fits timed",
+                         f"~{lp['grid_extrapolated_s']:.0f} s", "(extrapolated)",
+                         f"{lp['per_fit_s'] * 1e3:.0f} ms/fit; batched is {lp['grid_extrapolated_s'] / r['wall_s']:.1f}x"))
+            print(f"  naive loop: {lp['per_fit_s'] * 1e3:.0f} ms/fit -> ~{lp['grid_extrapolated_s']:.0f} s for the grid",
+                  flush=True)
+    if args.softmax:
+        sm = bench_softmax(1 if q else 20, dev, 300 if q else 1000)
+        out["s_softmax"] = sm
+        rows.append(("(s) K=2 soft-max MC grid, random init", f"{sm['fits']} fits x {sm['steps']} steps",
+                     f"{sm['wall_s']:.1f} s", f"< {sm['target_s']:.0f} s", f"success {sm['success']:.2f}"))
+    if args.flops:
+        e = bench_flops(dev, 500 if q else 2000, trials)
+        out["e_flops"] = e
+        rows.append(("(e) K=1 fit achieved FLOP/s (float32)", f"{e['fits']} fits x {e['steps']} steps",
+                     f"{e['achieved_flops'] / 1e9:.2f} GFLOP/s", f"peak {e['matmul_peak_flops'] / 1e9:.1f}",
+                     f"{100 * e['fraction_of_peak']:.2f}% of matmul peak (useful {e['useful_flops'] / 1e9:.2f})"))
     w = [max(len(r[i]) for r in rows) for i in range(5)]
     head = ("benchmark", "work", "measured", "target", "notes")
     w = [max(w[i], len(head[i])) for i in range(5)]

@@ -128,13 +128,20 @@ def hardmax_loss_and_grad(
     M = math.prod(mid) * K  # restarts x components
     Ut = U.reshape(B, M, n, dmax).permute(0, 2, 1, 3).reshape(B, n, M * dmax)
     P = torch.bmm(X, Ut).view(B, N, M, dmax)
+    e0 = (weights * X.square().sum(-1)).sum(-1, keepdim=True)  # (B, 1)
+    if K == 1:  # the linear model: every row belongs to the one component
+        sel = (weights[:, :, None] * P.square().sum(-1)).sum(1)  # (B, R')
+        loss = _per_trial(coef.A, X, 2) * e0 - _per_trial(coef.kappa, X, 2) * sel + _per_trial(coef.D, X, 2) * dims[0]
+        G = torch.bmm(X.transpose(1, 2), (weights[:, :, None, None] * P).view(B, N, M * dmax))
+        egrad = (-2.0 * _per_trial(coef.kappa, X, 4)) * G.view(B, n, M, dmax).permute(0, 2, 1, 3).reshape(
+            B, *mid, K, n, dmax)
+        return loss.reshape(B, *mid), egrad, torch.zeros(B, *mid, N, dtype=torch.long, device=X.device)
     energies = P.square().sum(-1).view(B, N, -1, K)  # (B, N, R', K)
     assign = energies.argmax(-1)  # (B, N, R')
     z = torch.nn.functional.one_hot(assign, K).to(X.dtype) * weights[:, :, None, None]  # (B, N, R', K)
     d = torch.as_tensor(list(dims), dtype=X.dtype, device=X.device)
     sel = (z * energies).sum((1, 3))  # (B, R')
     dsum = (z.sum(1) * d).sum(-1)  # (B, R')
-    e0 = (weights * X.square().sum(-1)).sum(-1, keepdim=True)  # (B, 1)
     loss = _per_trial(coef.A, X, 2) * e0 - _per_trial(coef.kappa, X, 2) * sel + _per_trial(coef.D, X, 2) * dsum
     ZP = (z.view(B, N, M, 1) * P).view(B, N, M * dmax)
     G = torch.bmm(X.transpose(1, 2), ZP).view(B, n, M, dmax).permute(0, 2, 1, 3)

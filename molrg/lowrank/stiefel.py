@@ -63,7 +63,7 @@ def retract_qr(Y: Tensor, mask: Tensor | None = None, check: bool = True) -> Ten
     if fill is not None:
         M = M + _flat(fill)
     L, info = torch.linalg.cholesky_ex(M)
-    Q = torch.linalg.solve_triangular(L.transpose(1, 2), Yf, upper=True, left=False)
+    Q = torch.linalg.solve_triangular(L.transpose(1, 2), Yf, upper=True, left=False)  # Y L^{-T}
     if not check:
         return Q.reshape(shape)
     eye = torch.diag_embed(_flat(live[..., None, :])[:, 0]) if live is not None else torch.eye(
