@@ -193,14 +193,14 @@ def main() -> None:
         rows.append(("(e) K=1 fit achieved FLOP/s (float32)", f"{e['fits']} fits x {e['steps']} steps",
                      f"{e['achieved_flops'] / 1e9:.2f} GFLOP/s", f"peak {e['matmul_peak_flops'] / 1e9:.1f}",
                      f"{100 * e['fraction_of_peak']:.2f}% of matmul peak (useful {e['useful_flops'] / 1e9:.2f})"))
-    w = [max(len(r[i]) for r in rows) for i in range(5)]
+    w = [max(len(row[i]) for row in rows) for i in range(5)]
     head = ("benchmark", "work", "measured", "target", "notes")
     w = [max(w[i], len(head[i])) for i in range(5)]
     print()
     print("  ".join(h.ljust(w[i]) for i, h in enumerate(head)))
     print("  ".join("-" * x for x in w))
-    for r in rows:
-        print("  ".join(v.ljust(w[i]) for i, v in enumerate(r)))
+    for row in rows:
+        print("  ".join(v.ljust(w[i]) for i, v in enumerate(row)))
     print(f"\nload avg at end: {_load()}")
     if args.json:
         with open(args.json, "w") as fh:
