@@ -28,6 +28,7 @@ class Heartbeat:
         self._lock = threading.Lock()
         self._progress: float | None = None
         self._detail: dict[str, Any] | None = None
+        self._unwritten = False
         self._thread = threading.Thread(target=self._run, name=f"heartbeat-{job_id}", daemon=True)
 
     @property
@@ -38,12 +39,12 @@ class Heartbeat:
     def report(self, progress: float, detail: dict[str, Any] | None = None) -> None:
         """Record progress in memory; the next beat writes it."""
         with self._lock:
-            self._progress, self._detail = progress, detail
+            self._progress, self._detail, self._unwritten = progress, detail, True
 
     def beat(self) -> None:
         """Write one heartbeat now and update the cancel/lost flags."""
         with self._lock:
-            progress, detail = self._progress, self._detail
+            progress, detail, self._unwritten = self._progress, self._detail, False
         with session_scope(self.maker) as session:
             state = jobs.heartbeat(session, self.job_id, self.attempt, progress, detail)
         if not state.owned:
@@ -61,10 +62,19 @@ class Heartbeat:
                 logger.exception("heartbeat for job %s failed", self.job_id)
 
     def stop(self) -> None:
-        """Stop beating (before the terminal write, so no beat races it); idempotent."""
+        """Stop beating (before the terminal write, so no beat races it); idempotent.
+
+        The last report is written once more if no beat carried it, so a finished job shows its true
+        last step (a fit that stopped early at step 825 reads 825/825, not the 650/2000 of the last beat).
+        """
         self._stop.set()
         if self._thread.is_alive():
             self._thread.join(timeout=max(self.interval_s, 5.0) + 30.0)
+        if self._unwritten and not self.lost.is_set():
+            try:
+                self.beat()
+            except Exception:  # the terminal write follows; a failed last beat loses only the detail
+                logger.exception("last heartbeat for job %s failed", self.job_id)
 
     def __enter__(self) -> "Heartbeat":
         self._thread.start()

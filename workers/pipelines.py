@@ -196,8 +196,9 @@ def run_fit(maker: sessionmaker[Session], claim: jobs.Claim, device: torch.devic
     true_bases = codec.npz_to_bases(truth_npz) if has_truth and truth_npz else None
 
     def on_step(p: Any) -> bool:
-        # Restarts run batched: step / total_steps is the fraction of the whole fit (molrg.FitProgress).
-        hb.report(min(int(p.step) / max(int(p.total_steps), 1), 1.0), codec.jsonable(dataclasses.asdict(p)))
+        # FitProgress.fraction: restarts run batched count once; an early stop (or a warm start already
+        # converged at step 0) reports 1.0 with its true last step.
+        hb.report(float(p.fraction), codec.jsonable(dataclasses.asdict(p)))
         return hb.should_stop
 
     est = molrg.MoLRGDiffusion(**codec.estimator_kwargs(params, device))

@@ -190,3 +190,16 @@ def test_cancel_long_sample_job_between_sampler_steps(maker: sessionmaker[Sessio
     detail = get_job(maker, job_id).progress_detail or {}  # the last progress a beat wrote: per sampler step
     assert detail["total_steps"] == 1000 and 1 <= detail["step"] < 1000 and detail["sigma"] > 0
     assert count(maker, SampleSet, job_id) == 0
+
+
+@pytest.mark.parametrize("options", [{}, {"model": "softmax", "steps": 60}])
+def test_default_k2_diffusion_fit_reports_true_progress(maker: sessionmaker[Session], options: dict) -> None:
+    """Progress reaches 1.0 and the last report names the true last step (restarts batched count once)."""
+    ds = add_dataset(maker, n=40, dims=(2, 2), ambient=8)
+    job_id = add_job(maker, JobKind.fit, fit_params(ds, "diffusion", [2, 2], options))
+    assert run(maker, JobKind.fit, job_id) == Outcome.succeeded
+    job = get_job(maker, job_id)
+    detail = job.progress_detail or {}
+    assert job.progress == 1.0
+    assert detail["step"] == detail["total_steps"], detail  # "825/825" when it stopped early, not "650/2000"
+    assert detail["step"] <= (options.get("steps") or 2000)
