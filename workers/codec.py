@@ -36,10 +36,12 @@ def npy_to_array(data: bytes) -> np.ndarray:
     return np.load(io.BytesIO(data), allow_pickle=False)
 
 
-def bases_to_npz(bases: Sequence[ArrayLike]) -> bytes:
-    """Serialise K bases as ``.npz`` with arrays ``U_0..U_{K-1}`` (float64)."""
+def bases_to_npz(bases: Sequence[ArrayLike], mean: ArrayLike | None = None) -> bytes:
+    """Serialise K bases as ``.npz`` with arrays ``U_0..U_{K-1}`` (float64), and ``mean`` of a centred fit."""
     buf = io.BytesIO()
     arrays: dict[str, Any] = {f"U_{k}": to_numpy(U).astype(np.float64) for k, U in enumerate(bases)}
+    if mean is not None:
+        arrays["mean"] = to_numpy(mean).astype(np.float64).reshape(-1)
     np.savez(buf, **arrays)
     return buf.getvalue()
 
@@ -49,6 +51,12 @@ def npz_to_bases(data: bytes) -> list[np.ndarray]:
     with np.load(io.BytesIO(data), allow_pickle=False) as npz:
         keys = sorted((k for k in npz.files if k.startswith("U_")), key=lambda k: int(k[2:]))
         return [np.asarray(npz[k]) for k in keys]
+
+
+def npz_mean(data: bytes) -> np.ndarray | None:
+    """The ``mean`` of a centred fit's ``.npz`` (x = mean + U_k a), or None."""
+    with np.load(io.BytesIO(data), allow_pickle=False) as npz:
+        return np.asarray(npz["mean"]) if "mean" in npz.files else None
 
 
 def to_tensor(x: np.ndarray, device: torch.device | str | None = None,

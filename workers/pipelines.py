@@ -213,7 +213,7 @@ def run_fit(maker: sessionmaker[Session], claim: jobs.Claim, device: torch.devic
     history = [float(v) for v in (getattr(est, "loss_history_", None) or [])]
     finite.check_fit(history, est.bases_, est.weights_, X_np)  # NaN/inf fail the job before anything is stored
     metrics = fit_metrics(est, X, true_bases)
-    bases_npz = codec.bases_to_npz(est.bases_)
+    bases_npz = codec.bases_to_npz(est.bases_, getattr(est, "mean_", None))
     hb.stop()
     with session_scope(maker) as session:
         model_id = uuid.uuid4()
@@ -264,7 +264,9 @@ def run_sample(maker: sessionmaker[Session], claim: jobs.Claim, device: torch.de
     train_X = codec.to_tensor(codec.npy_to_array(data_npy), device)
     if hb.should_stop:
         return _stopped(maker, claim, hb)
-    est = molrg.MoLRGDiffusion.from_bases(bases, weights, device=device)
+    mean = codec.npz_mean(bases_npz)
+    est = molrg.MoLRGDiffusion.from_bases(bases, weights, mean=None if mean is None else codec.to_tensor(mean, device),
+                                          device=device)
 
     def on_step(info: dict[str, Any]) -> None:
         step = int(info["i"]) + 1

@@ -54,3 +54,19 @@ def test_fit_params() -> None:
 def test_sample_params() -> None:
     p = codec.sample_params({"model_id": str(uuid.uuid4()), "n_samples": 6, "sampler": "ddim", "steps": 4, "seed": 1})
     assert codec.sample_kwargs(p) == {"n_samples": 6, "seed": 1, "sampler": "ddim", "steps": 4}
+
+
+def test_centred_fit_keeps_its_mean_through_storage() -> None:
+    """A center=True model's mean travels with its bases (.npz 'mean'), so samples stay around it."""
+    import molrg
+
+    d = molrg.make_molrg(12, [2], n_samples=200, seed=0)
+    mu = torch.full((12,), 5.0, dtype=torch.float64)
+    est = molrg.MoLRGDiffusion(1, [2], method="pca", center=True).fit(d.X + mu)
+    blob = codec.bases_to_npz(est.bases_, est.mean_)
+    mean = codec.npz_mean(blob)
+    assert mean is not None and np.allclose(mean, 5.0, atol=0.5)
+    back = molrg.MoLRGDiffusion.from_bases([torch.as_tensor(U) for U in codec.npz_to_bases(blob)], [1.0],
+                                           mean=torch.as_tensor(mean))
+    assert abs(float(back.sample(200, seed=0).mean()) - 5.0) < 0.5
+    assert codec.npz_mean(codec.bases_to_npz(est.bases_)) is None
