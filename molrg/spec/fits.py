@@ -1,61 +1,38 @@
-"""The one declaration of every job's contract: methods, options, samplers, datasets, sweeps.
-
-Each option is declared once here with its type, range, default, choices and a one-line description.
-The HTTP API uses these models as request bodies (so OpenAPI documents them), the workers parse stored
-job params with them, the library validates its keyword arguments with them and the CLI takes its
-choices from them. Rules that need the data (``d_k < n`` for the dataset chosen) are the ``*_errors``
-functions below, called by the API before it accepts a job and by the library before it fits.
-
-Imports pydantic and the standard library only (no torch, no web code): ``service`` may import it.
-"""
+"""Fit options per method, the fit job (one variant per method) and its data rules (spec sections 5, 12)."""
 
 from __future__ import annotations
 
 import math
 import uuid
-from typing import Annotated, Any, Literal, NamedTuple, get_args
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, ValidationError, field_validator
+from pydantic import (
+    ConfigDict,
+    Discriminator,
+    Field,
+    Tag,
+    ValidationError,
+)
 
-# ---------------------------------------------------------------- names
-
-Method = Literal["diffusion", "pca", "subspace_clustering", "neural", "empirical"]
-LOWRANK_METHODS: tuple[str, ...] = ("diffusion", "pca", "subspace_clustering")
-NEURAL_METHODS: tuple[str, ...] = ("neural", "empirical")
-METHODS: tuple[str, ...] = get_args(Method)
-Sampler = Literal["heun", "ddim", "sde"]
-SAMPLERS: tuple[str, ...] = get_args(Sampler)
-Schedule = Literal["vp", "ve", "edm"]
-SCHEDULES: tuple[str, ...] = get_args(Schedule)
-Weighting = Literal["unit", "edm"]
-WEIGHTINGS: tuple[str, ...] = get_args(Weighting)
-DiffusionModel = Literal["auto", "linear", "hardmax", "softmax"]
-DiffusionInit = Literal["random", "data", "pca", "ksubspaces"]
-KSubspacesInit = Literal["data", "random"]
-Optimizer = Literal["adam", "sgd"]
-Retraction = Literal["qr", "polar"]
-Architecture = Literal["mlp", "unet"]
-LRSchedule = Literal["cosine", "constant"]
-SamplesPer = Literal["component", "total"]
-SweepMethod = Literal["diffusion", "pca", "subspace_clustering"]
-
-SEED_MAX = 2**63 - 1  # BIGINT on every backend
-Seed = Annotated[int, Field(ge=0, le=SEED_MAX, description="Seed of the job's torch.Generator.")]
-MAX_COMPONENTS = 64
-MAX_AMBIENT_DIM = 4096
-
-
-class FieldIssue(NamedTuple):
-    """One broken rule: the dotted field path and why (e.g. ``dims[1]``, ``must be < n = 12``)."""
-
-    field: str
-    reason: str
-
-
-class _Spec(BaseModel):
-    # Unknown fields are an error, not silently dropped; specs are values.
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
+from molrg.spec.base import (
+    MAX_AMBIENT_DIM,
+    MAX_COMPONENTS,
+    METHODS,
+    NEURAL_METHODS,
+    Architecture,
+    DiffusionInit,
+    DiffusionModel,
+    FieldIssue,
+    KSubspacesInit,
+    LRSchedule,
+    Optimizer,
+    Retraction,
+    Schedule,
+    Seed,
+    Weighting,
+    _Spec,
+    raise_for,
+)
 
 # ---------------------------------------------------------------- fit options (spec section 5)
 
@@ -409,300 +386,3 @@ def fit_peak_bytes(
             Mb = B * R * batch_size
             core += f8 * (12 * Mb * n + 8 * Mb * K * dmax + 4 * Mb * K)
     return int(1.5 * (data + core) + workspace)
-
-
-def raise_for(issues: list[FieldIssue]) -> None:
-    """ValueError listing every issue (the library's way to report them)."""
-    if issues:
-        raise ValueError("; ".join(f"{i.field}: {i.reason}" for i in issues))
-
-
-# ---------------------------------------------------------------- sampling (section 8)
-
-
-class SampleSpec(_Spec):
-    """Draw samples from a fitted model by reverse-time integration."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True, json_schema_extra={"examples": [
-        {"n_samples": 100, "sampler": "heun", "steps": 18, "seed": 0}]})
-
-    n_samples: int = Field(100, ge=1, le=1_000_000, description="Number of samples.")
-    sampler: Sampler = Field("heun", description="heun (EDM deterministic), ddim, or sde (Euler-Maruyama).")
-    steps: int = Field(18, ge=1, le=1000, description="Sampler steps.")
-    seed: Seed = 0
-
-
-class SampleJob(SampleSpec):
-    """``Job.params`` of a sample job: the model and the sample spec."""
-
-    model_id: uuid.UUID
-
-
-# ---------------------------------------------------------------- datasets (section 1)
-
-
-class SyntheticSpec(_Spec):
-    """A MoLRG data set: x = U_k a + noise_std * e, with a ~ N(0, I_{d_k})."""
-
-    ambient_dim: int = Field(ge=2, le=MAX_AMBIENT_DIM, description="Ambient dimension n.")
-    dims: list[int] = Field(min_length=1, max_length=MAX_COMPONENTS, description="Intrinsic dimension d_k of each component.")
-    n_samples: int | None = Field(default=None, ge=1, description="Total samples N (or samples_per_component).")
-    samples_per_component: int | list[int] | None = Field(
-        default=None, description="N_k: one count for all components or one per component.")
-    weights: list[float] | None = Field(default=None, description="Mixture weights pi_k (normalised); default 1/K.")
-    orthogonal: bool = Field(default=True, description="Mutually orthogonal subspaces (needs sum(dims) <= n).")
-    balanced: bool = Field(default=True, description="Exact counts N_k = round(N pi_k); else i.i.d. labels.")
-    noise_std: float = Field(default=0.0, ge=0.0, le=1e6, description="Std of additive isotropic noise.")
-    seed: Seed = 0
-
-    @field_validator("weights")
-    @classmethod
-    def _finite_weights(cls, w: list[float] | None) -> list[float] | None:
-        if w is None:
-            return None
-        if any(not (math.isfinite(v) and v > 0) for v in w):
-            raise ValueError("weights must be positive and finite")
-        try:
-            total = math.fsum(w)
-        except OverflowError:
-            total = math.inf
-        if not math.isfinite(total):
-            raise ValueError("the sum of the weights overflows; give them on a smaller scale")
-        return w
-
-    def counts(self) -> list[int]:
-        """N_k per component (balanced or given); for i.i.d. labels the expected split."""
-        K = len(self.dims)
-        per = self.samples_per_component
-        if per is not None:
-            return [per] * K if isinstance(per, int) else list(per)
-        return component_counts(int(self.n_samples or 0), self.normalised_weights())
-
-    def total_samples(self) -> int:
-        """N."""
-        return sum(self.counts()) if self.samples_per_component is not None else int(self.n_samples or 0)
-
-    def normalised_weights(self) -> list[float]:
-        """pi_k summing to 1 (uniform by default; N_k / N when counts are given)."""
-        K = len(self.dims)
-        if self.weights is None:
-            if self.samples_per_component is not None:
-                c = [self.samples_per_component] * K if isinstance(self.samples_per_component, int) \
-                    else list(self.samples_per_component)
-                return [v / sum(c) for v in c] if sum(c) > 0 else [1.0 / K] * K
-            return [1.0 / K] * K
-        top = max(self.weights)  # scaled first, so a sum near the float limit stays finite
-        total = math.fsum(v / top for v in self.weights)
-        return [v / top / total for v in self.weights]
-
-
-def component_counts(n_samples: int, weights: list[float]) -> list[int]:
-    """Exact class sizes N_k summing to N from pi by largest-remainder rounding (section 1)."""
-    raw = [n_samples * float(w) for w in weights]
-    counts = [math.floor(r) for r in raw]
-    order = sorted(range(len(raw)), key=lambda k: -(raw[k] - counts[k]))  # ties: lower index first
-    for k in order[: n_samples - sum(counts)]:
-        counts[k] += 1
-    return counts
-
-
-def synthetic_errors(spec: SyntheticSpec) -> list[FieldIssue]:
-    """Cross-field rules of a synthetic dataset (section 1); empty when it can be generated."""
-    out: list[FieldIssue] = []
-    n, K = spec.ambient_dim, len(spec.dims)
-    for i, d in enumerate(spec.dims):
-        if d < 1:
-            out.append(FieldIssue(f"dims[{i}]", f"dims[{i}]={d} must be >= 1"))
-        elif d >= n:
-            out.append(FieldIssue(f"dims[{i}]", f"dims[{i}]={d} must be < ambient_dim={n}"))
-    if spec.orthogonal and sum(spec.dims) > n:
-        out.append(FieldIssue("dims", f"sum(dims)={sum(spec.dims)} exceeds ambient_dim={n} for orthogonal "
-                                      "subspaces; use orthogonal=false or smaller dims"))
-    if spec.weights is not None and len(spec.weights) != K:
-        out.append(FieldIssue("weights", f"len(weights)={len(spec.weights)} != len(dims)={K}"))
-    if (spec.n_samples is None) == (spec.samples_per_component is None):
-        out.append(FieldIssue("n_samples", "give exactly one of n_samples and samples_per_component"))
-    per = spec.samples_per_component
-    if isinstance(per, list):
-        if len(per) != K:
-            out.append(FieldIssue("samples_per_component", f"len(samples_per_component)={len(per)} != len(dims)={K}"))
-        if any(c < 1 for c in per):
-            out.append(FieldIssue("samples_per_component", "every count must be >= 1"))
-    elif isinstance(per, int) and per < 1:
-        out.append(FieldIssue("samples_per_component", f"must be >= 1, got {per}"))
-    return out
-
-
-class SyntheticArrays(NamedTuple):
-    """A generated MoLRG dataset as numpy arrays (section 1)."""
-
-    X: Any  # (N, n) float64
-    labels: Any  # (N,) int64
-    bases: list[Any]  # K arrays (n, d_k), orthonormal columns
-    weights: Any  # (K,) float64 pi_k
-    counts: list[int]  # N_k
-
-
-def _signed_q(G: Any) -> Any:
-    """Q of a QR with diag(R) > 0, so Q is a deterministic function of G."""
-    import numpy as np
-
-    Q, R = np.linalg.qr(G)
-    sign = np.sign(np.diagonal(R))
-    sign[sign == 0] = 1.0
-    return Q * sign
-
-
-def generate_synthetic(spec: SyntheticSpec) -> SyntheticArrays:
-    """THE MoLRG generator: x = U_k a + noise_std e (section 1), a function of (spec, seed) alone.
-
-    Every draw comes from one ``numpy.random.default_rng(seed)`` (never global state) in a fixed order:
-    bases, label order, coefficients, noise. It lives in the declaration so the API (no torch), the
-    sweeps and :func:`molrg.make_molrg` produce the same array for the same spec and seed. The noise
-    is drawn last, so the clean part of X does not depend on ``noise_std``.
-    """
-    import numpy as np
-
-    raise_for(synthetic_errors(spec))
-    rng = np.random.default_rng(spec.seed)
-    n, dims, K = spec.ambient_dim, list(spec.dims), len(spec.dims)
-    if spec.orthogonal:
-        Q = _signed_q(rng.standard_normal((n, sum(dims))))
-        bases = [np.ascontiguousarray(b) for b in np.split(Q, np.cumsum(dims)[:-1], axis=1)]
-    else:
-        bases = [_signed_q(rng.standard_normal((n, d))) for d in dims]
-    pi = np.asarray(spec.normalised_weights(), dtype=np.float64)
-    N = spec.total_samples()
-    if spec.balanced:
-        counts = spec.counts()
-        labels = rng.permutation(np.repeat(np.arange(K, dtype=np.int64), counts))
-    else:
-        labels = rng.choice(K, size=N, p=pi).astype(np.int64)
-        counts = [int(c) for c in np.bincount(labels, minlength=K)]
-    A = rng.standard_normal((N, max(dims)))
-    X = np.empty((N, n), dtype=np.float64)
-    for k, U_k in enumerate(bases):
-        rows = labels == k
-        X[rows] = A[rows, : dims[k]] @ U_k.T
-    del A
-    if spec.noise_std > 0:
-        X += spec.noise_std * rng.standard_normal((N, n))
-    return SyntheticArrays(X=X, labels=labels, bases=bases, weights=pi, counts=counts)
-
-
-def synthetic_peak_bytes(spec: SyntheticSpec) -> int:
-    """Peak memory of :func:`generate_synthetic` (X, coefficients and noise, float64): the budget's measure."""
-    N = spec.total_samples()
-    return 8 * N * (2 * spec.ambient_dim + max(spec.dims))
-
-
-# ---------------------------------------------------------------- sweeps (section 7)
-
-
-class SweepMethodOptions(_Spec):
-    """Options of each sweep method, as for a fit of that method."""
-
-    diffusion: DiffusionOptions | None = None
-    pca: PCAOptions | None = None
-    subspace_clustering: SubspaceClusteringOptions | None = None
-
-    def given(self) -> dict[str, _Spec]:
-        """The methods whose options were given."""
-        return {m: v for m in ("diffusion", "pca", "subspace_clustering") if (v := getattr(self, m)) is not None}
-
-    def for_method(self, method: str) -> _Spec:
-        """The options of ``method`` (its defaults when none were given)."""
-        return getattr(self, method, None) or FIT_OPTIONS[method]()
-
-
-_DEFAULT_SWEEP_METHODS: list[SweepMethod] = ["pca"]
-
-
-class SweepSpec(_Spec):
-    """A sample-complexity grid: every (n, K, d, samples) cell runs ``trials`` independent trials per method."""
-
-    ambient_dim: int | list[int] = Field(default=48, description="Ambient dimension n, one value or a list.")
-    n_components: int | list[int] = Field(default=1, description="K subspaces, one value or a list.")
-    dims: list[int] = Field(min_length=1, max_length=256, description="Intrinsic dimensions d (rows).")
-    samples: list[int] = Field(min_length=1, max_length=1024,
-                               description="Sample sizes (columns): N_k per component or total N.")
-    samples_per: SamplesPer = Field(default="component",
-                                    description="component: samples are N_k (N = K N_k); total: samples are N.")
-    noise_std: float = Field(default=0.0, ge=0.0, le=1e6, description="Std of isotropic noise added to the data.")
-    orthogonal: bool = Field(default=True, description="Mutually orthogonal subspaces (needs K * d <= n).")
-    trials: int = Field(default=20, ge=1, le=100_000, description="Independent trials per cell.")
-    methods: list[SweepMethod] = Field(default_factory=lambda: list(_DEFAULT_SWEEP_METHODS), min_length=1, max_length=3,
-                                       description="Fit methods, run on the same data per trial: "
-                                                   "pca (K = 1 cells), subspace_clustering, diffusion.")
-    method_options: SweepMethodOptions = Field(default_factory=lambda: SweepMethodOptions(),
-                                               description="Options per method, as for fits.")
-    success_threshold: float = Field(default=0.5, gt=0.0, le=1e6,
-                                     description="A trial succeeds when its recovery error is below this.")
-    seed: Seed = Field(default=0, description="Sweep seed; trial seeds derive from it.")
-
-    def ambient_dims(self) -> list[int]:
-        """The list of n."""
-        return self.ambient_dim if isinstance(self.ambient_dim, list) else [self.ambient_dim]
-
-    def components(self) -> list[int]:
-        """The list of K."""
-        return self.n_components if isinstance(self.n_components, list) else [self.n_components]
-
-    def methods_for(self, n_components: int) -> list[str]:
-        """Methods that run on a K-component cell: pca only for K = 1 (section 5)."""
-        return [m for m in self.methods if m != "pca" or n_components == 1]
-
-    def n_fits(self) -> int:
-        """Fits in the grid: cells x trials x applicable methods."""
-        per_n = len(self.dims) * len(self.samples) * self.trials
-        return len(self.ambient_dims()) * sum(per_n * len(self.methods_for(K)) for K in self.components())
-
-    def max_rows(self) -> int:
-        """The largest N of a trial."""
-        return max(self.samples) * (max(self.components()) if self.samples_per == "component" else 1)
-
-
-def _list_issues(name: str, values: list[Any], minimum: float, out: list[FieldIssue]) -> None:
-    if len(set(values)) != len(values):
-        out.append(FieldIssue(name, f"{values} has duplicates; list each value once"))
-    for i, v in enumerate(values):
-        if v < minimum:
-            out.append(FieldIssue(f"{name}[{i}]" if len(values) > 1 else name, f"must be >= {minimum}, got {v}"))
-
-
-def sweep_errors(spec: SweepSpec) -> list[FieldIssue]:
-    """Cross-field rules of a sweep (section 7); empty when every trial of it can run."""
-    out: list[FieldIssue] = []
-    ns, Ks = spec.ambient_dims(), spec.components()
-    _list_issues("ambient_dim", ns, 2, out)
-    _list_issues("n_components", Ks, 1, out)
-    _list_issues("dims", spec.dims, 1, out)
-    _list_issues("samples", spec.samples, 1, out)
-    for name, values in (("ambient_dim", ns), ("n_components", Ks)):
-        if any(v > (MAX_AMBIENT_DIM if name == "ambient_dim" else MAX_COMPONENTS) for v in values):
-            out.append(FieldIssue(name, f"{values} exceeds the limit "
-                                        f"{MAX_AMBIENT_DIM if name == 'ambient_dim' else MAX_COMPONENTS}"))
-    if len(set(spec.methods)) != len(spec.methods):
-        out.append(FieldIssue("methods", f"{spec.methods} has duplicates"))
-    if "pca" in spec.methods and Ks and 1 not in Ks:
-        out.append(FieldIssue("methods", f"pca fits one subspace (K = 1) but n_components={Ks}; "
-                                         "use subspace_clustering for K >= 2"))
-    for method in spec.method_options.given():
-        if method not in spec.methods:
-            out.append(FieldIssue(f"method_options.{method}", f"{method!r} is not in methods={spec.methods}"))
-    if out:
-        return out
-    dmax = max(spec.dims)
-    for n in ns:
-        if dmax >= n:
-            out.append(FieldIssue("dims", f"d={dmax} must be < ambient_dim={n}"))
-        for K in Ks:
-            if spec.orthogonal and K * dmax > n:
-                out.append(FieldIssue("dims", f"n_components*d={K}*{dmax}={K * dmax} exceeds ambient_dim={n}; "
-                                              "orthogonal subspaces need K*d <= n (or set orthogonal=false)"))
-            for method in spec.methods_for(K):
-                options = spec.method_options.for_method(method)
-                for issue in fit_errors(method, K, [dmax] * K, options, n_features=n):
-                    out.append(FieldIssue(f"method_options.{method}" if issue.field.startswith("options")
-                                          else "methods", f"{method}: {issue.reason}"))
-    return sorted(set(out), key=out.index)

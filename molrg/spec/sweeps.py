@@ -1,0 +1,137 @@
+"""Sample-complexity sweeps (spec section 7)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import (
+    Field,
+)
+
+from molrg.spec.base import (
+    MAX_AMBIENT_DIM,
+    MAX_COMPONENTS,
+    FieldIssue,
+    SamplesPer,
+    Seed,
+    SweepMethod,
+    _Spec,
+)
+from molrg.spec.fits import (
+    FIT_OPTIONS,
+    DiffusionOptions,
+    PCAOptions,
+    SubspaceClusteringOptions,
+    fit_errors,
+)
+
+# ---------------------------------------------------------------- sweeps (section 7)
+
+
+class SweepMethodOptions(_Spec):
+    """Options of each sweep method, as for a fit of that method."""
+
+    diffusion: DiffusionOptions | None = None
+    pca: PCAOptions | None = None
+    subspace_clustering: SubspaceClusteringOptions | None = None
+
+    def given(self) -> dict[str, _Spec]:
+        """The methods whose options were given."""
+        return {m: v for m in ("diffusion", "pca", "subspace_clustering") if (v := getattr(self, m)) is not None}
+
+    def for_method(self, method: str) -> _Spec:
+        """The options of ``method`` (its defaults when none were given)."""
+        return getattr(self, method, None) or FIT_OPTIONS[method]()
+
+
+_DEFAULT_SWEEP_METHODS: list[SweepMethod] = ["pca"]
+
+
+class SweepSpec(_Spec):
+    """A sample-complexity grid: every (n, K, d, samples) cell runs ``trials`` independent trials per method."""
+
+    ambient_dim: int | list[int] = Field(default=48, description="Ambient dimension n, one value or a list.")
+    n_components: int | list[int] = Field(default=1, description="K subspaces, one value or a list.")
+    dims: list[int] = Field(min_length=1, max_length=256, description="Intrinsic dimensions d (rows).")
+    samples: list[int] = Field(min_length=1, max_length=1024,
+                               description="Sample sizes (columns): N_k per component or total N.")
+    samples_per: SamplesPer = Field(default="component",
+                                    description="component: samples are N_k (N = K N_k); total: samples are N.")
+    noise_std: float = Field(default=0.0, ge=0.0, le=1e6, description="Std of isotropic noise added to the data.")
+    orthogonal: bool = Field(default=True, description="Mutually orthogonal subspaces (needs K * d <= n).")
+    trials: int = Field(default=20, ge=1, le=100_000, description="Independent trials per cell.")
+    methods: list[SweepMethod] = Field(default_factory=lambda: list(_DEFAULT_SWEEP_METHODS), min_length=1, max_length=3,
+                                       description="Fit methods, run on the same data per trial: "
+                                                   "pca (K = 1 cells), subspace_clustering, diffusion.")
+    method_options: SweepMethodOptions = Field(default_factory=lambda: SweepMethodOptions(),
+                                               description="Options per method, as for fits.")
+    success_threshold: float = Field(default=0.5, gt=0.0, le=1e6,
+                                     description="A trial succeeds when its recovery error is below this.")
+    seed: Seed = Field(default=0, description="Sweep seed; trial seeds derive from it.")
+
+    def ambient_dims(self) -> list[int]:
+        """The list of n."""
+        return self.ambient_dim if isinstance(self.ambient_dim, list) else [self.ambient_dim]
+
+    def components(self) -> list[int]:
+        """The list of K."""
+        return self.n_components if isinstance(self.n_components, list) else [self.n_components]
+
+    def methods_for(self, n_components: int) -> list[str]:
+        """Methods that run on a K-component cell: pca only for K = 1 (section 5)."""
+        return [m for m in self.methods if m != "pca" or n_components == 1]
+
+    def n_fits(self) -> int:
+        """Fits in the grid: cells x trials x applicable methods."""
+        per_n = len(self.dims) * len(self.samples) * self.trials
+        return len(self.ambient_dims()) * sum(per_n * len(self.methods_for(K)) for K in self.components())
+
+    def max_rows(self) -> int:
+        """The largest N of a trial."""
+        return max(self.samples) * (max(self.components()) if self.samples_per == "component" else 1)
+
+
+def _list_issues(name: str, values: list[Any], minimum: float, out: list[FieldIssue]) -> None:
+    if len(set(values)) != len(values):
+        out.append(FieldIssue(name, f"{values} has duplicates; list each value once"))
+    for i, v in enumerate(values):
+        if v < minimum:
+            out.append(FieldIssue(f"{name}[{i}]" if len(values) > 1 else name, f"must be >= {minimum}, got {v}"))
+
+
+def sweep_errors(spec: SweepSpec) -> list[FieldIssue]:
+    """Cross-field rules of a sweep (section 7); empty when every trial of it can run."""
+    out: list[FieldIssue] = []
+    ns, Ks = spec.ambient_dims(), spec.components()
+    _list_issues("ambient_dim", ns, 2, out)
+    _list_issues("n_components", Ks, 1, out)
+    _list_issues("dims", spec.dims, 1, out)
+    _list_issues("samples", spec.samples, 1, out)
+    for name, values in (("ambient_dim", ns), ("n_components", Ks)):
+        if any(v > (MAX_AMBIENT_DIM if name == "ambient_dim" else MAX_COMPONENTS) for v in values):
+            out.append(FieldIssue(name, f"{values} exceeds the limit "
+                                        f"{MAX_AMBIENT_DIM if name == 'ambient_dim' else MAX_COMPONENTS}"))
+    if len(set(spec.methods)) != len(spec.methods):
+        out.append(FieldIssue("methods", f"{spec.methods} has duplicates"))
+    if "pca" in spec.methods and Ks and 1 not in Ks:
+        out.append(FieldIssue("methods", f"pca fits one subspace (K = 1) but n_components={Ks}; "
+                                         "use subspace_clustering for K >= 2"))
+    for method in spec.method_options.given():
+        if method not in spec.methods:
+            out.append(FieldIssue(f"method_options.{method}", f"{method!r} is not in methods={spec.methods}"))
+    if out:
+        return out
+    dmax = max(spec.dims)
+    for n in ns:
+        if dmax >= n:
+            out.append(FieldIssue("dims", f"d={dmax} must be < ambient_dim={n}"))
+        for K in Ks:
+            if spec.orthogonal and K * dmax > n:
+                out.append(FieldIssue("dims", f"n_components*d={K}*{dmax}={K * dmax} exceeds ambient_dim={n}; "
+                                              "orthogonal subspaces need K*d <= n (or set orthogonal=false)"))
+            for method in spec.methods_for(K):
+                options = spec.method_options.for_method(method)
+                for issue in fit_errors(method, K, [dmax] * K, options, n_features=n):
+                    out.append(FieldIssue(f"method_options.{method}" if issue.field.startswith("options")
+                                          else "methods", f"{method}: {issue.reason}"))
+    return sorted(set(out), key=out.index)
