@@ -198,6 +198,17 @@ def editing_png(x: np.ndarray, U: np.ndarray, *, n_dirs: int = 4, amounts: Seque
     return _save(fig, "editing", title)
 
 
+def _render(jobs: Sequence[tuple[str, Callable[[], Figure]]]) -> list[Figure]:
+    """Each figure that renders; one that fails is logged and left out (a plot must never fail the job)."""
+    out: list[Figure] = []
+    for kind, make in jobs:
+        try:
+            out.append(make())
+        except Exception:
+            log.exception("figure %s failed", kind)
+    return out
+
+
 def fit_figures(est: Any, X: np.ndarray, history: Sequence[float], method: str, *, seed: int = 0,
                 n_samples: int = 200) -> list[Figure]:
     """The figures of a fit job; a figure that fails is logged and left out (never fails the job)."""
@@ -205,7 +216,6 @@ def fit_figures(est: Any, X: np.ndarray, history: Sequence[float], method: str, 
 
     from molrg.analysis.jacobian import jacobian_rank_along_trajectory
 
-    out: list[Figure] = []
     bases = [np.asarray(U.detach().cpu().double().numpy() if hasattr(U, "detach") else U) for U in est.bases_]
     dims = [int(U.shape[1]) for U in bases]
     jobs: list[tuple[str, Callable[[], Figure]]] = []
@@ -224,12 +234,7 @@ def fit_figures(est: Any, X: np.ndarray, history: Sequence[float], method: str, 
         return jacobian_png(res, dims)
 
     jobs += [("projection", projection), ("jacobian", jacobian)]
-    for kind, make in jobs:
-        try:
-            out.append(make())
-        except Exception:  # a plot must never fail the job
-            log.exception("figure %s failed", kind)
-    return out
+    return _render(jobs)
 
 
 def neural_fit_figures(denoiser: Any, X: np.ndarray, history: Sequence[float], bases: Sequence[np.ndarray],
@@ -257,13 +262,7 @@ def neural_fit_figures(denoiser: Any, X: np.ndarray, history: Sequence[float], b
         return jacobian_png(res, dims)
 
     jobs += [("projection", projection), ("jacobian", jacobian)]
-    out: list[Figure] = []
-    for kind, make in jobs:
-        try:
-            out.append(make())
-        except Exception:  # a plot must never fail the job
-            log.exception("figure %s failed", kind)
-    return out
+    return _render(jobs)
 
 
 def sample_figures(samples: np.ndarray, X: np.ndarray, bases: Sequence[np.ndarray]) -> list[Figure]:

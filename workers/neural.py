@@ -281,20 +281,7 @@ def run_sample(maker: sessionmaker[Session], claim: jobs.Claim, device: torch.de
         finite.check_samples(drawn[1], X_np)
         diag["reproducibility"] = reproducibility(drawn[0], drawn[1])
     diagnostics = codec.jsonable(diag)
-    samples_npy = codec.array_to_npy(samples, dtype=np.float64)
-    hb.stop()
-    with session_scope(maker) as session:
-        set_id = uuid.uuid4()
-        if not jobs.finish_job(session, claim.job_id, claim.attempt, {"sample_set_id": str(set_id)}):
-            session.rollback()
-            return pl.Outcome.lost
-        session.add(SampleSet(
-            id=set_id, owner=claim.owner, job_id=claim.job_id, model_id=params.model_id, n_samples=params.n_samples,
-            sampler=params.sampler, steps=params.steps, seed=params.seed, diagnostics=diagnostics,
-            samples_npy=samples_npy,
-        ))
-    pl.store_figures(maker, claim.job_id, lambda: figures.sample_figures(
+    return pl.store_sample_set(maker, claim, hb, params, samples, diagnostics, lambda samples_npy: figures.sample_figures(
         codec.npy_to_array(samples_npy), X_np[rows[0].numpy()], codec.npz_to_bases(bases_npz)))
-    return pl.Outcome.succeeded
 
 

@@ -289,6 +289,13 @@ def run_sample(maker: sessionmaker[Session], claim: jobs.Claim, device: torch.de
         and len(true_weights) == len(true_bases) else None,
     ))
     diagnostics = codec.jsonable(with_scores(diagnostics, samples, train_X, true_bases))  # section 13 scores
+    return store_sample_set(maker, claim, hb, params, samples, diagnostics, lambda samples_npy: figures.sample_figures(
+        codec.npy_to_array(samples_npy), codec.npy_to_array(data_npy), codec.npz_to_bases(bases_npz)))
+
+
+def store_sample_set(maker: sessionmaker[Session], claim: jobs.Claim, hb: Heartbeat, params: Any, samples: Any,
+                     diagnostics: dict[str, Any], render: Callable[[bytes], list[figures.Figure]]) -> Outcome:
+    """Write a sample job's samples and diagnostics with its terminal status in one transaction, then its figures."""
     samples_npy = codec.array_to_npy(samples, dtype=np.float64)
     hb.stop()
     with session_scope(maker) as session:
@@ -297,12 +304,11 @@ def run_sample(maker: sessionmaker[Session], claim: jobs.Claim, device: torch.de
             session.rollback()
             return Outcome.lost
         session.add(SampleSet(
-            id=set_id, owner=claim.owner, job_id=claim.job_id, model_id=model_id, n_samples=params.n_samples,
+            id=set_id, owner=claim.owner, job_id=claim.job_id, model_id=params.model_id, n_samples=params.n_samples,
             sampler=params.sampler, steps=params.steps, seed=params.seed, diagnostics=diagnostics,
             samples_npy=samples_npy,
         ))
-    store_figures(maker, claim.job_id, lambda: figures.sample_figures(
-        codec.npy_to_array(samples_npy), codec.npy_to_array(data_npy), codec.npz_to_bases(bases_npz)))
+    store_figures(maker, claim.job_id, lambda: render(samples_npy))
     return Outcome.succeeded
 
 
