@@ -28,6 +28,7 @@ from db.models import (
     SampleSet,
     Sweep,
     SweepChunk,
+    SweepFigure,
     SweepHeatmap,
     SweepTrial,
 )
@@ -150,7 +151,7 @@ def execute(session: Session, plan: Plan) -> dict[str, int]:
         session.execute(delete(MetricPoint).where(MetricPoint.job_id.in_(jobs)))
         session.execute(delete(Plot).where(Plot.job_id.in_(jobs)))
     if sweeps:
-        for table in (SweepTrial, SweepChunk, SweepHeatmap):
+        for table in (SweepTrial, SweepChunk, SweepHeatmap, SweepFigure):
             session.execute(delete(table).where(table.sweep_id.in_(sweeps)))
         session.execute(delete(Sweep).where(Sweep.id.in_(sweeps)))
     if plan.sample_sets:

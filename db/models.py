@@ -191,6 +191,8 @@ class SweepChunk(Base):
     started_at: Mapped[datetime | None] = mapped_column(default=None)
     heartbeat_at: Mapped[datetime | None] = mapped_column(default=None)
     finished_at: Mapped[datetime | None] = mapped_column(default=None)
+    # the running attempt's last report: fits done and, while its networks train, step / total_steps
+    progress: Mapped[dict[str, Any] | None] = mapped_column(JSONType, default=None)
 
     __table_args__ = (
         UniqueConstraint("sweep_id", "index", name="uq_sweep_chunks_sweep_index"),
@@ -217,6 +219,10 @@ class SweepTrial(Base):
     mean_error: Mapped[float | None] = mapped_column(Float, default=None)
     success: Mapped[bool] = mapped_column(Boolean)
     fit_seconds: Mapped[float] = mapped_column(Float)
+    # sample-scored methods (neural, empirical, exact; spec section 13); NULL for the low-rank methods
+    memorised_fraction: Mapped[float | None] = mapped_column(Float, default=None)
+    generalisation_score: Mapped[float | None] = mapped_column(Float, default=None)
+    on_support_fraction: Mapped[float | None] = mapped_column(Float, default=None)
 
     __table_args__ = (
         UniqueConstraint("sweep_id", "method", "ambient_dim", "n_components", "d", "samples", "trial",
@@ -231,6 +237,21 @@ class SweepHeatmap(Base):
 
     sweep_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("sweeps.id", ondelete="CASCADE"), primary_key=True)
     method: Mapped[str] = mapped_column(String(40), primary_key=True)
+    n_components: Mapped[int] = mapped_column(Integer, primary_key=True)
+    ambient_dim: Mapped[int] = mapped_column(Integer, primary_key=True)
+    width: Mapped[int] = mapped_column(Integer)
+    height: Mapped[int] = mapped_column(Integer)
+    png: Mapped[bytes] = deferred(mapped_column(LargeBinary))
+
+
+class SweepFigure(Base):
+    """A worker-rendered PNG of one (K, n) of a sweep other than the heatmaps, e.g. ``curves``: the
+    generalisation and memorised fraction against N_k / d, one curve per d (spec section 14)."""
+
+    __tablename__ = "sweep_figures"
+
+    sweep_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("sweeps.id", ondelete="CASCADE"), primary_key=True)
+    kind: Mapped[str] = mapped_column(String(40), primary_key=True)
     n_components: Mapped[int] = mapped_column(Integer, primary_key=True)
     ambient_dim: Mapped[int] = mapped_column(Integer, primary_key=True)
     width: Mapped[int] = mapped_column(Integer)

@@ -31,7 +31,8 @@ from db.sweeps import (
 )
 
 TRIAL_KEY = ("sweep_id", "method", "ambient_dim", "n_components", "d", "samples", "trial")
-TRIAL_COLUMNS = (*TRIAL_KEY, "chunk_index", "seed", "error", "mean_error", "success", "fit_seconds")
+TRIAL_COLUMNS = (*TRIAL_KEY, "chunk_index", "seed", "error", "mean_error", "success", "fit_seconds",
+                 "memorised_fraction", "generalisation_score", "on_support_fraction")
 
 
 @dataclass(frozen=True)
@@ -109,7 +110,7 @@ def claim_chunk(session: Session, chunk_id: uuid.UUID, worker: str, max_attempts
         update(SweepChunk).where(SweepChunk.id == chunk_id, SweepChunk.status == ChunkStatus.pending,
                                  SweepChunk.attempts == row.attempts)
         .values(status=ChunkStatus.running, attempts=SweepChunk.attempts + 1, worker=worker[:200],
-                started_at=now, heartbeat_at=now, error=None)
+                started_at=now, heartbeat_at=now, error=None, progress=None)
         .execution_options(synchronize_session=False)
     )
     if res.rowcount != 1:  # type: ignore[attr-defined]
@@ -124,10 +125,15 @@ def _chunk_owned(claim: ChunkClaim) -> Any:
                 SweepChunk.attempts == claim.attempt)
 
 
-def chunk_heartbeat(session: Session, claim: ChunkClaim, now: datetime | None = None) -> ChunkBeat:
-    """Stamp the chunk (and its sweep job, whose liveness is its chunks'); report ownership and cancel."""
+def chunk_heartbeat(session: Session, claim: ChunkClaim, now: datetime | None = None,
+                    progress: dict[str, Any] | None = None) -> ChunkBeat:
+    """Stamp the chunk (and its sweep job, whose liveness is its chunks'), store the run's last
+    ``progress`` report when given; report ownership and cancel."""
     now = now or utcnow()
-    res = session.execute(update(SweepChunk).where(_chunk_owned(claim)).values(heartbeat_at=now)
+    values: dict[str, Any] = {"heartbeat_at": now}
+    if progress is not None:
+        values["progress"] = progress
+    res = session.execute(update(SweepChunk).where(_chunk_owned(claim)).values(**values)
                           .execution_options(synchronize_session=False))
     if res.rowcount != 1:  # type: ignore[attr-defined]
         return ChunkBeat(owned=False, cancel=False)

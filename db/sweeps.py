@@ -20,7 +20,7 @@ from sqlalchemy.orm import Session
 
 from db.base import utcnow
 from db.enums import JobStatus
-from db.models import Job, Sweep, SweepChunk, SweepHeatmap, SweepTrial
+from db.models import Job, Sweep, SweepChunk, SweepFigure, SweepHeatmap, SweepTrial
 
 JOB_ACTIVE = (JobStatus.running, JobStatus.cancelling)
 
@@ -221,6 +221,34 @@ def heatmap_png(session: Session, sweep_id: uuid.UUID, method: str, n_components
                 ambient_dim: int) -> SweepHeatmap | None:
     """One stored heatmap (PNG bytes loaded), or None."""
     return session.get(SweepHeatmap, (sweep_id, method, n_components, ambient_dim))
+
+
+def store_figure(session: Session, sweep_id: uuid.UUID, kind: str, n_components: int, ambient_dim: int,
+                 png: bytes, width: int, height: int) -> None:
+    """Insert or replace one sweep figure PNG (e.g. ``curves``)."""
+    existing = session.get(SweepFigure, (sweep_id, kind, n_components, ambient_dim))
+    if existing is None:
+        session.add(SweepFigure(sweep_id=sweep_id, kind=kind, n_components=n_components, ambient_dim=ambient_dim,
+                                png=png, width=width, height=height))
+    else:
+        existing.png, existing.width, existing.height = png, width, height
+    session.flush()
+
+
+def figures(session: Session, sweep_id: uuid.UUID) -> list[tuple[str, int, int, int, int]]:
+    """(kind, n_components, ambient_dim, width, height) of the stored sweep figures."""
+    rows = session.execute(
+        select(SweepFigure.kind, SweepFigure.n_components, SweepFigure.ambient_dim, SweepFigure.width,
+               SweepFigure.height).where(SweepFigure.sweep_id == sweep_id)
+        .order_by(SweepFigure.kind, SweepFigure.n_components, SweepFigure.ambient_dim)
+    ).all()
+    return [(r.kind, int(r.n_components), int(r.ambient_dim), int(r.width), int(r.height)) for r in rows]
+
+
+def figure_png(session: Session, sweep_id: uuid.UUID, kind: str, n_components: int,
+               ambient_dim: int) -> SweepFigure | None:
+    """One stored sweep figure (PNG bytes loaded), or None."""
+    return session.get(SweepFigure, (sweep_id, kind, n_components, ambient_dim))
 
 
 def finish_sweep(session: Session, sweep_id: uuid.UUID, result: dict[str, Any],

@@ -84,6 +84,13 @@ class SweepCell(BaseModel):
     error_p90: float | None
     error_mean: float | None = None
     fit_seconds_mean: float | None = None
+    memorised_fraction: float | None = Field(None, description="Sample-scored methods (neural, empirical, exact): "
+                                                                "median over trials of the fraction of samples "
+                                                                "that copy a training point; null otherwise.")
+    generalisation_score: float | None = Field(None, description="Median over trials of the fraction of samples "
+                                                                  "on the true support and not memorised.")
+    on_support_fraction: float | None = Field(None, description="Median over trials of the fraction of samples "
+                                                                 "within one true subspace.")
 
 
 class LinearFit(BaseModel):
@@ -93,10 +100,19 @@ class LinearFit(BaseModel):
     n_points: int
 
 
+class Collapse(BaseModel):
+    n_star_max_over_min: float | None = Field(description="max / min of n_star over d; null when < 2 crossed.")
+    logistic_max_over_min: float | None = Field(description="The same for the logistic crossings.")
+    crossed: int = Field(description="d's whose curve crossed inside the grid.")
+    rows: int
+
+
 class TransitionRow(BaseModel):
     d: int
-    n_star: int | None = Field(description="Smallest N (or N_k) with success rate >= 0.5.")
-    n_star_logistic: float | None = Field(description="N where the logistic fit crosses 0.5.")
+    n_star: int | None = Field(description="Smallest N, N_k or N_k / d (the sweep's samples) with success rate "
+                                           ">= 0.5; for sample-scored methods, with median generalisation >= 0.5.")
+    n_star_logistic: float | None = Field(description="Where the logistic fit crosses 0.5 (on a dim_ratio axis "
+                                                      "fitted in log2 of the ratio).")
     logistic_width: float | None = None
     logistic_status: str | None = None
 
@@ -110,10 +126,21 @@ class Transition(BaseModel):
     rows: list[TransitionRow]
     linear_fit: LinearFit | None
     linear_fit_logistic: LinearFit | None = None
+    collapse: Collapse | None = Field(None, description="dim_ratio sweeps: how far the thresholds of the d's lie "
+                                                        "apart (max / min; 1 = the curves collapse).")
 
 
 class HeatmapRef(BaseModel):
     method: str
+    n_components: int
+    ambient_dim: int
+    width: int
+    height: int
+    url: str
+
+
+class FigureRef(BaseModel):
+    kind: str = Field(description="curves: generalisation and memorised fraction against N_k / d per d.")
     n_components: int
     ambient_dim: int
     width: int
@@ -134,6 +161,9 @@ class ChunkRead(BaseModel):
     error: str | None = None
     started_at: UTCDateTime | None = None
     finished_at: UTCDateTime | None = None
+    progress: dict[str, Any] | None = Field(None, description="The running attempt's last report: fits_done, "
+                                                              "and while its networks train step, total_steps, "
+                                                              "networks and loss.")
 
 
 class SweepRead(BaseModel):
@@ -150,6 +180,7 @@ class SweepRead(BaseModel):
     cells: list[SweepCell]
     transitions: list[Transition]
     heatmaps: list[HeatmapRef]
+    figures: list[FigureRef] = Field(default_factory=list, description="Other worker-rendered figures (curves).")
     chunks: list[ChunkRead] = Field(default_factory=list, description="Chunk status, attempts and worker.")
     created_at: UTCDateTime
     finished_at: UTCDateTime | None = None

@@ -24,6 +24,7 @@ from service.scoping import API, get_visible, visible
 from service.settings import ServiceSettings
 from service.sweep_schemas import (
     ChunkRead,
+    FigureRef,
     HeatmapRef,
     SweepCell,
     SweepCreate,
@@ -36,10 +37,11 @@ from service.sweep_schemas import (
     validate_sweep,
 )
 
+SCORE_COLUMNS = ("memorised_fraction", "generalisation_score", "on_support_fraction")
 TRIAL_CSV_COLUMNS = ("method", "n_components", "ambient_dim", "d", "samples", "trial", "seed", "error",
-                     "mean_error", "success", "fit_seconds", "chunk")
+                     "mean_error", "success", "fit_seconds", "chunk", *SCORE_COLUMNS)
 CELL_CSV_COLUMNS = ("method", "n_components", "ambient_dim", "d", "samples", "trials", "successes",
-                    "success_rate", "error_median", "error_p90", "error_mean")
+                    "success_rate", "error_median", "error_p90", "error_mean", *SCORE_COLUMNS)
 
 
 def submit_sweep(session: Session, queue: JobQueue, principal: Principal, req: SweepCreate,
@@ -73,7 +75,8 @@ def get_sweep(session: Session, principal: Principal, sweep_id: uuid.UUID) -> Sw
 def _links(sweep: Sweep) -> dict[str, str]:
     base = f"{API}/sweeps/{sweep.id}"
     return {"self": base, "job": f"{API}/jobs/{sweep.job_id}", "cancel": f"{API}/jobs/{sweep.job_id}/cancel",
-            "trials_csv": f"{base}/trials.csv", "cells_csv": f"{base}/cells.csv", "heatmap": f"{base}/heatmap.png"}
+            "trials_csv": f"{base}/trials.csv", "cells_csv": f"{base}/cells.csv", "heatmap": f"{base}/heatmap.png",
+            "curves": f"{base}/curves.png"}
 
 
 def _progress(sweep: Sweep) -> SweepProgress:
@@ -102,7 +105,8 @@ def _transition(raw: dict[str, Any]) -> Transition:
         rows.append(TransitionRow(d=r["d"], n_star=r.get("n_star"), n_star_logistic=r.get("n_star_logistic"),
                                   logistic_width=logistic.get("width"), logistic_status=logistic.get("status")))
     return Transition(method=raw["method"], n_components=raw["n_components"], ambient_dim=raw["ambient_dim"],
-                      rows=rows, linear_fit=raw.get("linear_fit"), linear_fit_logistic=raw.get("linear_fit_logistic"))
+                      rows=rows, linear_fit=raw.get("linear_fit"), linear_fit_logistic=raw.get("linear_fit_logistic"),
+                      collapse=raw.get("collapse"))
 
 
 def to_read(session: Session, sweep: Sweep) -> SweepRead:
@@ -113,11 +117,14 @@ def to_read(session: Session, sweep: Sweep) -> SweepRead:
     heatmaps = [HeatmapRef(method=m, n_components=K, ambient_dim=n, width=w, height=h,
                            url=f"{base}?method={m}&n_components={K}&ambient_dim={n}")
                 for m, K, n, w, h in store.heatmaps(session, sweep.id)]
+    figures = [FigureRef(kind=kind, n_components=K, ambient_dim=n, width=w, height=h,
+                         url=f"{API}/sweeps/{sweep.id}/{kind}.png?n_components={K}&ambient_dim={n}")
+               for kind, K, n, w, h in store.figures(session, sweep.id)]
     return SweepRead(
         id=sweep.id, job_id=sweep.job_id, status=str(job.status), error=job.error, spec=sweep.spec,
         n_fits=sweep.fits_total, progress=_progress(sweep), final=bool(sweep.report_final),
         cells=[SweepCell.model_validate(c) for c in report.get("cells", [])],
-        transitions=[_transition(t) for t in report.get("transitions", [])], heatmaps=heatmaps,
+        transitions=[_transition(t) for t in report.get("transitions", [])], heatmaps=heatmaps, figures=figures,
         chunks=[ChunkRead.model_validate(c) for c in store.chunks(session, sweep.id)],
         created_at=sweep.created_at, finished_at=sweep.finished_at, links=_links(sweep),
     )
@@ -141,7 +148,7 @@ def trials_csv(session: Session, principal: Principal, sweep_id: uuid.UUID) -> s
     rows: list[SweepTrial] = store.trial_rows(session, sweep.id)
     return _csv(TRIAL_CSV_COLUMNS, [
         (t.method, t.n_components, t.ambient_dim, t.d, t.samples, t.trial, t.seed, t.error, t.mean_error,
-         int(t.success), t.fit_seconds, t.chunk_index) for t in rows])
+         int(t.success), t.fit_seconds, t.chunk_index, *(getattr(t, c) for c in SCORE_COLUMNS)) for t in rows])
 
 
 def cells_csv(session: Session, principal: Principal, sweep_id: uuid.UUID) -> str:
@@ -178,4 +185,22 @@ def heatmap(session: Session, principal: Principal, sweep_id: uuid.UUID, method:
             raise InvalidJobState("the heatmap is rendered when the sweep's last chunk finishes; "
                                   f"progress {sweep.chunks_done}/{sweep.chunks_total or '?'} chunks")
         raise NotFound("heatmap", f"{m}/K={K}/n={n}")
+    return row.png, row.width, row.height
+
+
+def figure(session: Session, principal: Principal, sweep_id: uuid.UUID, kind: str, n_components: int | None,
+           ambient_dim: int | None) -> tuple[bytes, int, int]:
+    """PNG bytes, width and height of one (kind, K, n) sweep figure rendered by the worker."""
+    sweep = get_sweep(session, principal, sweep_id)
+    stored = [(K, n) for k, K, n, _, _ in store.figures(session, sweep.id) if k == kind]
+    if not stored:
+        if not sweep.report_final:
+            raise InvalidJobState(f"the {kind} figure is rendered when the sweep's last chunk finishes; "
+                                  f"progress {sweep.chunks_done}/{sweep.chunks_total or '?'} chunks")
+        raise NotFound(f"{kind} figure", f"sweep {sweep.id} (only sweeps with neural, empirical or exact have one)")
+    K = _pick("n_components", n_components, sorted({K for K, _ in stored}))
+    n = _pick("ambient_dim", ambient_dim, sorted({n for k2, n in stored if k2 == K}))
+    row = store.figure_png(session, sweep.id, kind, K, n)
+    if row is None:
+        raise NotFound(f"{kind} figure", f"K={K}/n={n}")
     return row.png, row.width, row.height

@@ -7,7 +7,7 @@ from pydantic import Field, model_validator
 
 from db.enums import Queue
 from db.settings import SharedSettings
-from molrg.sweeps.grid import DEFAULT_MAX_FITS_PER_CHUNK
+from molrg.sweeps.grid import DEFAULT_CHUNK_BYTES, DEFAULT_MAX_FITS_PER_CHUNK
 
 DEFAULT_TIME_LIMITS_S = {"fit": 3600, "sample": 3600, "sweep": 3600}
 
@@ -27,6 +27,8 @@ class WorkerSettings(SharedSettings):
     job_time_limit_s: dict[str, int] = Field(default_factory=lambda: dict(DEFAULT_TIME_LIMITS_S))
     queues: list[str] = Field(default_factory=lambda: [q.value for q in Queue])
     sweep_chunk_fits: int = Field(DEFAULT_MAX_FITS_PER_CHUNK, ge=1)  # fits per sweep chunk (workers/sweeps.py)
+    # training memory of a neural sweep chunk, whose networks train as one program (molrg.sweeps.grid)
+    sweep_chunk_bytes: int = Field(DEFAULT_CHUNK_BYTES, ge=1)
     sweep_cpu_threads: int = Field(1, ge=0)  # torch threads of a sweep chunk on the CPU; 0: torch default
 
     @model_validator(mode="after")

@@ -34,7 +34,7 @@ from db import sweeps as store
 from db.enums import JobKind, Queue
 from db.models import Sweep, SweepChunk
 from db.session import session_scope
-from molrg.spec import SweepSpec
+from molrg.spec import SAMPLE_SCORED_METHODS, SweepSpec
 from molrg.sweeps.grid import Chunk, SweepGrid, plan_chunks
 from molrg.sweeps.run import SweepProgress, TrialResult, run_chunk, summarise
 from workers import finite, plots, resources
@@ -93,9 +93,10 @@ def plan_sweep_job(maker: sessionmaker[Session], settings: WorkerSettings, job_i
         sweep_id, spec, planned_with = sweep.id, dict(sweep.spec), sweep.max_fits_per_chunk
     try:
         grid = grid_from_spec(spec)
-        # A re-planning keeps the first plan's chunk size, so chunk i always means the same cells.
+        # A re-planning keeps the first plan's chunks (rows keyed by index), so chunk i always means the
+        # same cells whatever the settings of the worker that plans again.
         max_fits = planned_with or chunk_fits(settings)
-        chunks = plan_chunks(grid, max_fits)
+        chunks = plan_chunks(grid, max_fits, settings.sweep_chunk_bytes) if planned_with is None else []
     except (ValueError, TypeError, KeyError) as exc:
         return _fail_job(maker, claim, f"{type(exc).__name__}: {exc}")
     with session_scope(maker) as session:
@@ -131,6 +132,7 @@ class ChunkHeartbeat:
     def __init__(self, maker: sessionmaker[Session], claim: chunks_store.ChunkClaim,
                  interval_s: float) -> None:
         self.maker, self.claim, self.interval_s = maker, claim, interval_s
+        self.progress: dict[str, Any] | None = None  # the run's last report, stored with the next beat
         self.cancel = threading.Event()
         self.lost = threading.Event()
         self._stop = threading.Event()
@@ -142,7 +144,7 @@ class ChunkHeartbeat:
 
     def beat(self) -> None:
         with session_scope(self.maker) as session:
-            state = chunks_store.chunk_heartbeat(session, self.claim)
+            state = chunks_store.chunk_heartbeat(session, self.claim, progress=self.progress)
         if not state.owned:
             logger.warning("sweep chunk %s attempt %d is no longer ours; stopping", self.claim.chunk_id,
                            self.claim.attempt)
@@ -188,7 +190,9 @@ def run_sweep_chunk(maker: sessionmaker[Session], settings: WorkerSettings, chun
         # than it saves (measured: a 48x8 QR takes 3 ms with 2 threads, 7 us with 1).
         threads = settings.sweep_cpu_threads if dev.type == "cpu" else 0
         with ChunkHeartbeat(maker, claim, settings.heartbeat_interval_s) as hb, torch_threads(threads):
-            def on_progress(_: SweepProgress) -> bool:
+            def on_progress(p: SweepProgress | None) -> bool:
+                if p is not None:
+                    hb.progress = chunk_progress(p)
                 return hb.should_stop
 
             trials = run_chunk(grid, chunk, device=dev, callback=on_progress)
@@ -253,13 +257,24 @@ def _chunk_failed(maker: sessionmaker[Session], claim: chunks_store.ChunkClaim, 
     return "failed"
 
 
+def chunk_progress(p: SweepProgress) -> dict[str, Any]:
+    """What a running chunk reports: fits done and, while its networks train, the step."""
+    out: dict[str, Any] = {"fits_done": p.fits_done, "fits_total": p.fits_total, "method": p.method}
+    if p.step is not None:
+        out |= {"step": p.step, "total_steps": p.total_steps, "networks": p.batch_size,
+                "loss": p.loss if p.loss is not None and math.isfinite(p.loss) else None}
+    return out
+
+
 def trial_row(t: TrialResult) -> dict[str, Any]:
     """The stored columns of one trial (a NaN error counts as a failed trial with error None)."""
     error = float(t.error) if math.isfinite(t.error) else float("inf")
     return {"method": t.method, "ambient_dim": t.ambient_dim, "n_components": t.n_components, "d": t.d,
             "samples": t.samples, "trial": t.trial, "seed": int(t.seed), "error": error,
             "mean_error": float(t.mean_error) if math.isfinite(t.mean_error) else None,
-            "success": bool(t.success), "fit_seconds": float(t.fit_seconds)}
+            "success": bool(t.success), "fit_seconds": float(t.fit_seconds),
+            "memorised_fraction": t.memorised_fraction, "generalisation_score": t.generalisation_score,
+            "on_support_fraction": t.on_support_fraction}
 
 
 # --- reports --------------------------------------------------------------------------------------------
@@ -274,7 +289,9 @@ def _report(session: Session, sweep_id: uuid.UUID) -> tuple[dict[str, Any], int,
                           samples_per=grid.samples_per, trial=r.trial, seed=int(r.seed), method=r.method,
                           error=float(r.error), mean_error=float(r.mean_error if r.mean_error is not None
                                                                  else r.error),
-                          success=bool(r.success), fit_seconds=float(r.fit_seconds)) for r in rows]
+                          success=bool(r.success), fit_seconds=float(r.fit_seconds),
+                          memorised_fraction=r.memorised_fraction, generalisation_score=r.generalisation_score,
+                          on_support_fraction=r.on_support_fraction) for r in rows]
     return report_dict(summarise(grid, trials).to_dict()), len(trials), grid
 
 
@@ -317,6 +334,11 @@ def finalize(maker: sessionmaker[Session], sweep_id: uuid.UUID) -> str | None:
                                     samples_per=grid.samples_per)
             width, height = plots.png_size(png)
             store.store_heatmap(session, sweep_id, method, K, n, png, width, height)
+        for K, n in sorted({(K, n) for m, K, n in groups if m in SAMPLE_SCORED_METHODS}):
+            png = plots.curves_png(report["cells"], report["transitions"], n_components=K, ambient_dim=n,
+                                   samples_per=grid.samples_per)
+            width, height = plots.png_size(png)
+            store.store_figure(session, sweep_id, "curves", K, n, png, width, height)
         result = {"sweep_id": str(sweep_id), "n_fits": grid.n_fits, "fits_done": fits,
                   "transitions": [{"method": t["method"], "n_components": t["n_components"],
                                    "ambient_dim": t["ambient_dim"], "linear_fit": t["linear_fit"]}

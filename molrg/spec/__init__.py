@@ -15,6 +15,7 @@ from molrg.spec.base import (
     MAX_COMPONENTS,
     METHODS,
     NEURAL_METHODS,
+    SAMPLE_SCORED_METHODS,
     SAMPLERS,
     SCHEDULES,
     SEED_MAX,
@@ -64,11 +65,12 @@ from molrg.spec.fits import (
     fit_peak_bytes,
     fit_spec_errors,
     image_shape,
+    neural_member_bytes,
     neural_parameter_count,
     parse_options,
     unet_layout,
 )
 from molrg.spec.sampling import SampleJob, SampleSpec
-from molrg.spec.sweeps import SweepMethodOptions, SweepSpec, sweep_errors
+from molrg.spec.sweeps import ExactOptions, SweepMethodOptions, SweepSpec, sweep_errors
 
-__all__ = ["Architecture", "DiffusionFit", "DiffusionInit", "DiffusionModel", "DiffusionOptions", "EmpiricalFit", "EmpiricalOptions", "FIT_OPTIONS", "FieldIssue", "FitSpec", "FitVariant", "KSubspacesInit", "LOWRANK_METHODS", "LRSchedule", "MAX_AMBIENT_DIM", "MAX_COMPONENTS", "MAX_NEURAL_PARAMETERS", "METHODS", "Method", "NEURAL_METHODS", "NeuralFit", "NeuralOptions", "Optimizer", "PCAFit", "PCAOptions", "Retraction", "SAMPLERS", "SCHEDULES", "SEED_MAX", "SampleJob", "SampleSpec", "Sampler", "SamplesPer", "Schedule", "Seed", "SubspaceClusteringFit", "SubspaceClusteringOptions", "SweepMethod", "SweepMethodOptions", "SweepSpec", "SyntheticArrays", "SyntheticSpec", "WEIGHTINGS", "WORKSPACE_BYTES", "Weighting", "component_counts", "fit_errors", "fit_peak_bytes", "fit_spec_errors", "generate_synthetic", "image_shape", "neural_parameter_count", "parse_options", "raise_for", "sweep_errors", "synthetic_errors", "synthetic_peak_bytes", "unet_layout"]
+__all__ = ["Architecture", "DiffusionFit", "DiffusionInit", "DiffusionModel", "DiffusionOptions", "EmpiricalFit", "EmpiricalOptions", "ExactOptions", "FIT_OPTIONS", "FieldIssue", "FitSpec", "FitVariant", "KSubspacesInit", "LOWRANK_METHODS", "LRSchedule", "MAX_AMBIENT_DIM", "MAX_COMPONENTS", "MAX_NEURAL_PARAMETERS", "METHODS", "Method", "NEURAL_METHODS", "NeuralFit", "NeuralOptions", "Optimizer", "PCAFit", "PCAOptions", "Retraction", "SAMPLERS", "SAMPLE_SCORED_METHODS", "SCHEDULES", "SEED_MAX", "SampleJob", "SampleSpec", "Sampler", "SamplesPer", "Schedule", "Seed", "SubspaceClusteringFit", "SubspaceClusteringOptions", "SweepMethod", "SweepMethodOptions", "SweepSpec", "SyntheticArrays", "SyntheticSpec", "WEIGHTINGS", "WORKSPACE_BYTES", "Weighting", "component_counts", "fit_errors", "fit_peak_bytes", "fit_spec_errors", "generate_synthetic", "image_shape", "neural_member_bytes", "neural_parameter_count", "parse_options", "raise_for", "sweep_errors", "synthetic_errors", "synthetic_peak_bytes", "unet_layout"]

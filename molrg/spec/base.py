@@ -29,8 +29,11 @@ Optimizer = Literal["adam", "sgd"]
 Retraction = Literal["qr", "polar"]
 Architecture = Literal["mlp", "unet"]
 LRSchedule = Literal["cosine", "constant"]
-SamplesPer = Literal["component", "total"]
-SweepMethod = Literal["diffusion", "pca", "subspace_clustering"]
+SamplesPer = Literal["component", "total", "dim_ratio"]
+SweepMethod = Literal["diffusion", "pca", "subspace_clustering", "neural", "empirical", "exact"]
+# Sweep methods scored by their samples (spec sections 13-14): a trained network and the two closed-form
+# references that bracket it, the empirical denoiser (memorises) and the exact posterior (generalises).
+SAMPLE_SCORED_METHODS: tuple[str, ...] = ("neural", "empirical", "exact")
 
 SEED_MAX = 2**63 - 1  # BIGINT on every backend
 Seed = Annotated[int, Field(ge=0, le=SEED_MAX, description="Seed of the job's torch.Generator.")]

@@ -292,6 +292,29 @@ def neural_parameter_count(options: NeuralOptions, n: int) -> int:
     return e * e + e + 9 * c * w + w + body + 2 * w + 9 * w * c + c
 
 
+def neural_member_bytes(options: NeuralOptions, n: int, n_samples: int, itemsize: int = 4) -> int:
+    """Upper estimate of one ensemble member's training memory on n features and N samples (section 14).
+
+    Weights, gradients, two Adam moments and the EMA copy; the saved activations of one batch (an mlp
+    keeps ~8 tensors of its width per hidden layer, a unet ~12 feature maps per channel of its widest
+    resolution); the member's drawn indices, noise levels and noise for ``molrg.neural.training``'s
+    draw chunk (<= 2^20 elements); its padded data; and a 1.5x allowance for temporaries.
+    """
+    P = neural_parameter_count(options, n)
+    copies = 4 + (1 if options.ema > 0 else 0)
+    bs = options.batch_size
+    if options.architecture == "mlp":
+        w = options.width if options.width is not None else 256
+        depth = options.depth if options.depth is not None else 3
+        act = bs * (2 * n + 8 * depth * w + 4 * options.emb_dim)
+    else:
+        w = options.width if options.width is not None else 32
+        layout = unet_layout(n, options.channels) or (1, max(1, math.isqrt(n)))
+        act = bs * 12 * 2 * w * layout[1] ** 2
+    draws = min(64, max(1, (1 << 20) // max(1, bs * n))) * bs * (n + 3)
+    return int(1.5 * itemsize * (copies * P + act + draws + n_samples * n))
+
+
 def _unet_errors(options: NeuralOptions, n: int) -> list[FieldIssue]:
     layout = unet_layout(n, options.channels)
     if layout is None:

@@ -1,4 +1,4 @@
-"""Sample-complexity sweeps (spec section 7)."""
+"""Sample-complexity sweeps (spec sections 7 and 14)."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ from pydantic import (
 from molrg.spec.base import (
     MAX_AMBIENT_DIM,
     MAX_COMPONENTS,
+    SAMPLE_SCORED_METHODS,
     FieldIssue,
     SamplesPer,
     Seed,
@@ -20,6 +21,8 @@ from molrg.spec.base import (
 from molrg.spec.fits import (
     FIT_OPTIONS,
     DiffusionOptions,
+    EmpiricalOptions,
+    NeuralOptions,
     PCAOptions,
     SubspaceClusteringOptions,
     fit_errors,
@@ -28,20 +31,31 @@ from molrg.spec.fits import (
 # ---------------------------------------------------------------- sweeps (section 7)
 
 
+class ExactOptions(_Spec):
+    """The exact MoLRG posterior mean with the trial's true bases (section 3): a reference, nothing to fit."""
+
+
 class SweepMethodOptions(_Spec):
     """Options of each sweep method, as for a fit of that method."""
 
     diffusion: DiffusionOptions | None = None
     pca: PCAOptions | None = None
     subspace_clustering: SubspaceClusteringOptions | None = None
+    neural: NeuralOptions | None = Field(None, description="The network and its training, as for a neural fit; "
+                                                           "every trial trains one network (split: none).")
+    empirical: EmpiricalOptions | None = None
+    exact: ExactOptions | None = None
 
     def given(self) -> dict[str, _Spec]:
         """The methods whose options were given."""
-        return {m: v for m in ("diffusion", "pca", "subspace_clustering") if (v := getattr(self, m)) is not None}
+        return {m: v for m in type(self).model_fields if (v := getattr(self, m)) is not None}
 
     def for_method(self, method: str) -> _Spec:
         """The options of ``method`` (its defaults when none were given)."""
-        return getattr(self, method, None) or FIT_OPTIONS[method]()
+        given = getattr(self, method, None)
+        if given is not None:
+            return given
+        return ExactOptions() if method == "exact" else FIT_OPTIONS[method]()
 
 
 _DEFAULT_SWEEP_METHODS: list[SweepMethod] = ["pca"]
@@ -54,19 +68,32 @@ class SweepSpec(_Spec):
     n_components: int | list[int] = Field(default=1, description="K subspaces, one value or a list.")
     dims: list[int] = Field(min_length=1, max_length=256, description="Intrinsic dimensions d (rows).")
     samples: list[int] = Field(min_length=1, max_length=1024,
-                               description="Sample sizes (columns): N_k per component or total N.")
+                               description="Sample sizes (columns): N_k per component, total N, or the ratio "
+                                           "N_k / d (see samples_per).")
     samples_per: SamplesPer = Field(default="component",
-                                    description="component: samples are N_k (N = K N_k); total: samples are N.")
+                                    description="component: samples are N_k (N = K N_k); total: samples are N; "
+                                                "dim_ratio: samples are ratios N_k / d (N_k = ratio x d), the "
+                                                "axis on which neural curves of different d are compared.")
     noise_std: float = Field(default=0.0, ge=0.0, le=1e6, description="Std of isotropic noise added to the data.")
     orthogonal: bool = Field(default=True, description="Mutually orthogonal subspaces (needs K * d <= n).")
     trials: int = Field(default=20, ge=1, le=100_000, description="Independent trials per cell.")
-    methods: list[SweepMethod] = Field(default_factory=lambda: list(_DEFAULT_SWEEP_METHODS), min_length=1, max_length=3,
-                                       description="Fit methods, run on the same data per trial: "
-                                                   "pca (K = 1 cells), subspace_clustering, diffusion.")
+    methods: list[SweepMethod] = Field(default_factory=lambda: list(_DEFAULT_SWEEP_METHODS), min_length=1, max_length=6,
+                                       description="Methods, run on the same data per trial: pca (K = 1 cells), "
+                                                   "subspace_clustering, diffusion (low-rank; a trial succeeds "
+                                                   "when its recovery error is below success_threshold); neural "
+                                                   "(one trained network per trial), and the references empirical "
+                                                   "(the training set's denoiser) and exact (the true posterior), "
+                                                   "scored by their samples: a trial succeeds when its "
+                                                   "generalisation score is >= 0.5.")
     method_options: SweepMethodOptions = Field(default_factory=lambda: SweepMethodOptions(),
                                                description="Options per method, as for fits.")
     success_threshold: float = Field(default=0.5, gt=0.0, le=1e6,
                                      description="A trial succeeds when its recovery error is below this.")
+    eval_samples: int = Field(default=256, ge=2, le=8192,
+                              description="Samples drawn per trial of a sample-scored method (neural, empirical, "
+                                          "exact) for its memorisation / generalisation scores.")
+    eval_steps: int = Field(default=18, ge=1, le=1000,
+                            description="Heun steps of those samples (Karras grid, as the sample jobs).")
     seed: Seed = Field(default=0, description="Sweep seed; trial seeds derive from it.")
 
     def ambient_dims(self) -> list[int]:
@@ -86,9 +113,19 @@ class SweepSpec(_Spec):
         per_n = len(self.dims) * len(self.samples) * self.trials
         return len(self.ambient_dims()) * sum(per_n * len(self.methods_for(K)) for K in self.components())
 
+    def rows_of(self, n_components: int, d: int, samples: int) -> int:
+        """N, the total number of samples of a trial of the cell (K, d, samples)."""
+        if self.samples_per == "total":
+            return samples
+        return n_components * samples * (d if self.samples_per == "dim_ratio" else 1)
+
     def max_rows(self) -> int:
         """The largest N of a trial."""
-        return max(self.samples) * (max(self.components()) if self.samples_per == "component" else 1)
+        return max(self.rows_of(K, d, s) for K in self.components() for d in self.dims for s in self.samples)
+
+    def scored_methods(self) -> list[str]:
+        """The methods scored by their samples (neural and the references)."""
+        return [m for m in self.methods if m in SAMPLE_SCORED_METHODS]
 
 
 def _list_issues(name: str, values: list[Any], minimum: float, out: list[FieldIssue]) -> None:
@@ -119,6 +156,13 @@ def sweep_errors(spec: SweepSpec) -> list[FieldIssue]:
     for method in spec.method_options.given():
         if method not in spec.methods:
             out.append(FieldIssue(f"method_options.{method}", f"{method!r} is not in methods={spec.methods}"))
+    neural = spec.method_options.neural
+    if neural is not None and neural.split != "none":
+        out.append(FieldIssue("method_options.neural.split", "a sweep trains one network per trial on all of its "
+                                                             "data; use split 'halves' in a neural fit"))
+    if spec.samples_per == "total" and spec.scored_methods():
+        out.append(FieldIssue("samples_per", "neural, empirical and exact are compared per component: use "
+                                             "'dim_ratio' (N_k / d) or 'component'"))
     if out:
         return out
     dmax = max(spec.dims)
@@ -130,6 +174,8 @@ def sweep_errors(spec: SweepSpec) -> list[FieldIssue]:
                 out.append(FieldIssue("dims", f"n_components*d={K}*{dmax}={K * dmax} exceeds ambient_dim={n}; "
                                               "orthogonal subspaces need K*d <= n (or set orthogonal=false)"))
             for method in spec.methods_for(K):
+                if method == "exact":
+                    continue
                 options = spec.method_options.for_method(method)
                 for issue in fit_errors(method, K, [dmax] * K, options, n_features=n):
                     out.append(FieldIssue(f"method_options.{method}" if issue.field.startswith("options")

@@ -24,6 +24,7 @@ from typing import Any, NamedTuple
 from molrg import spec
 
 __all__ = [
+    "DEFAULT_CHUNK_BYTES",
     "DEFAULT_MAX_FITS_PER_CHUNK",
     "KNOWN_METHODS",
     "Cell",
@@ -36,6 +37,10 @@ __all__ = [
 
 KNOWN_METHODS = spec.LOWRANK_METHODS
 DEFAULT_MAX_FITS_PER_CHUNK = 480  # a chunk is one batched program; 480 fans a paper grid out over workers
+# Training memory of a neural chunk (every member of it trains in one program): 256 MiB holds ~12 default
+# mlp members at n = 48 (molrg.spec.neural_member_bytes), so a CPU grid fans out over workers; a GPU
+# worker's planner is given a larger budget (MOLRG_SWEEP_CHUNK_BYTES).
+DEFAULT_CHUNK_BYTES = 256 * 2**20
 
 
 class Cell(NamedTuple):
@@ -61,7 +66,8 @@ class SweepGrid:
     """A sample-complexity grid (spec section 7); lists are stored as tuples.
 
     ``samples`` are ``N_k`` per component (``samples_per="component"``, paper K >= 2 setting,
-    ``N = K * N_k``) or the total ``N`` (``samples_per="total"``). Every component has dim ``d``.
+    ``N = K * N_k``), the total ``N`` (``samples_per="total"``) or the ratio ``N_k / d``
+    (``samples_per="dim_ratio"``, section 14: ``N_k = ratio * d``). Every component has dim ``d``.
     ``method_options[method]`` is passed to ``fit_batched`` as keyword options.
     """
 
@@ -77,6 +83,8 @@ class SweepGrid:
     orthogonal: bool = True
     success_threshold: float = 0.5
     seed: int = 0
+    eval_samples: int = 256
+    eval_steps: int = 18
 
     def __post_init__(self) -> None:
         for name in ("ambient_dims", "n_components", "dims", "samples"):
@@ -93,6 +101,7 @@ class SweepGrid:
             "trials": self.trials, "methods": list(self.methods), "method_options": self.method_options,
             "noise_std": self.noise_std, "orthogonal": self.orthogonal,
             "success_threshold": self.success_threshold, "seed": self.seed,
+            "eval_samples": self.eval_samples, "eval_steps": self.eval_steps,
         })
 
     @classmethod
@@ -104,7 +113,7 @@ class SweepGrid:
             trials=sweep.trials, methods=tuple(sweep.methods),
             method_options={m: o.model_dump(exclude_unset=True) for m, o in sweep.method_options.given().items()},
             noise_std=sweep.noise_std, orthogonal=sweep.orthogonal, success_threshold=sweep.success_threshold,
-            seed=sweep.seed,
+            seed=sweep.seed, eval_samples=sweep.eval_samples, eval_steps=sweep.eval_steps,
         )
 
     def validate(self) -> SweepGrid:
@@ -126,9 +135,26 @@ class SweepGrid:
             for s in self.samples
         ]
 
+    def samples_per_component(self, cell: Cell) -> int | None:
+        """N_k of a trial in ``cell`` (None when ``samples`` are the total N)."""
+        if self.samples_per == "total":
+            return None
+        return cell.samples * (cell.d if self.samples_per == "dim_ratio" else 1)
+
     def n_total_samples(self, cell: Cell) -> int:
         """N, the total number of samples of a trial in ``cell``."""
-        return cell.samples * cell.n_components if self.samples_per == "component" else cell.samples
+        per_component = self.samples_per_component(cell)
+        return cell.samples if per_component is None else per_component * cell.n_components
+
+    def neural_methods(self) -> tuple[str, ...]:
+        """The methods that train a network per trial (``neural``)."""
+        return tuple(m for m in self.methods if m == "neural")
+
+    def neural_member_bytes(self, ambient_dim: int) -> int:
+        """Training memory of one network on the grid's largest trial at ``ambient_dim`` (section 14)."""
+        options = spec.NeuralOptions.model_validate(self.method_options.get("neural", {}))
+        rows = max(self.n_total_samples(c) for c in self.cells() if c.ambient_dim == ambient_dim)
+        return spec.neural_member_bytes(options, ambient_dim, rows)
 
     @property
     def n_cells(self) -> int:
@@ -195,16 +221,23 @@ class Chunk:
         return [(c, t) for c in self.cells for t in range(self.trial_start, self.trial_stop)]
 
 
-def plan_chunks(grid: SweepGrid, max_fits_per_chunk: int = DEFAULT_MAX_FITS_PER_CHUNK) -> list[Chunk]:
-    """Cut the grid into chunks of at most ``max_fits_per_chunk`` fits (spec section 7).
+def plan_chunks(grid: SweepGrid, max_fits_per_chunk: int = DEFAULT_MAX_FITS_PER_CHUNK,
+                chunk_bytes: int = DEFAULT_CHUNK_BYTES) -> list[Chunk]:
+    """Cut the grid into chunks of at most ``max_fits_per_chunk`` fits (spec sections 7, 14).
 
     Whole cells are packed together while they fit (so trials of equal shape batch together);
     a cell larger than the budget is split into trial ranges. Every (cell, trial) lands in exactly
-    one chunk. A single fit larger than the budget still gets its own chunk.
+    one chunk. A single fit larger than the budget still gets its own chunk. With a ``neural``
+    method, a chunk's networks train as one program, so it also holds at most as many trials as
+    ``chunk_bytes`` holds networks (:meth:`SweepGrid.neural_member_bytes`, per n).
     """
     grid.validate()
     if max_fits_per_chunk < 1:
         raise ValueError(f"max_fits_per_chunk={max_fits_per_chunk} must be >= 1")
+    if chunk_bytes < 1:
+        raise ValueError(f"chunk_bytes={chunk_bytes} must be >= 1")
+    members = {n: max(1, chunk_bytes // grid.neural_member_bytes(n)) for n in grid.ambient_dims} \
+        if grid.neural_methods() else {}
     chunks: list[Chunk] = []
     pending: list[Cell] = []
     pending_fits = 0
@@ -212,17 +245,20 @@ def plan_chunks(grid: SweepGrid, max_fits_per_chunk: int = DEFAULT_MAX_FITS_PER_
         per_trial = len(grid.methods_for(cell.n_components))
         if per_trial == 0:
             continue
-        cell_fits = per_trial * grid.trials
-        if cell_fits > max_fits_per_chunk:
-            step = max(1, max_fits_per_chunk // per_trial)
+        step = max(1, max_fits_per_chunk // per_trial)  # trials of this cell per chunk
+        if members:
+            step = min(step, members[cell.ambient_dim])
+        if pending and (pending_fits + per_trial * grid.trials > max_fits_per_chunk
+                        or (members and (len(pending) + 1) * grid.trials > members[cell.ambient_dim])
+                        or (members and pending[-1].ambient_dim != cell.ambient_dim)):
+            chunks.append(Chunk(tuple(pending), 0, grid.trials))
+            pending, pending_fits = [], 0
+        if grid.trials > step:
             for start in range(0, grid.trials, step):
                 chunks.append(Chunk((cell,), start, min(grid.trials, start + step)))
             continue
-        if pending_fits + cell_fits > max_fits_per_chunk:
-            chunks.append(Chunk(tuple(pending), 0, grid.trials))
-            pending, pending_fits = [], 0
         pending.append(cell)
-        pending_fits += cell_fits
+        pending_fits += per_trial * grid.trials
     if pending:
         chunks.append(Chunk(tuple(pending), 0, grid.trials))
     return chunks

@@ -10,6 +10,9 @@ chunk plan live in :mod:`molrg.sweeps.grid`.
 * Batching: inside a chunk every trial of one shape ``(n, K, d, N)`` is one call to
   :func:`molrg.lowrank.fitting.fit_batched` with a leading batch dimension.
 * ``pca`` applies to K = 1 cells only (:meth:`molrg.sweeps.grid.SweepGrid.methods_for`); other cells skip it.
+* Sample-scored methods (``neural``, ``empirical``, ``exact``; sections 12-14) run every trial of the
+  chunk with one n and K as one program (:func:`molrg.sweeps.scored.run_scored`): all of a chunk's
+  networks train as one ensemble.
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from molrg.spec import SAMPLE_SCORED_METHODS
 from molrg.sweeps.grid import (
     DEFAULT_MAX_FITS_PER_CHUNK,
     Cell,
@@ -32,6 +36,7 @@ from molrg.sweeps.grid import (
     plan_chunks,
     trial_seed,
 )
+from molrg.sweeps.scored import SUCCESS_SCORE
 from molrg.sweeps.transition import SweepReport, build_report
 
 __all__ = [
@@ -63,6 +68,10 @@ class TrialResult:
     fit_seconds: float  # wall time of the batched call divided by its batch size
     converged: bool | None = None
     info: dict[str, Any] = field(default_factory=dict)
+    # sample-scored methods (section 13); None for the low-rank methods
+    memorised_fraction: float | None = None
+    generalisation_score: float | None = None
+    on_support_fraction: float | None = None
 
     @property
     def key(self) -> tuple[int, int, int, int, str, int, str]:
@@ -87,7 +96,8 @@ class TrialResult:
 
 @dataclass(frozen=True)
 class SweepProgress:
-    """Progress of :func:`run_chunk`, passed to its callback after each batched fit."""
+    """Progress of :func:`run_chunk`, passed to its callback after each batched fit and, while a
+    chunk's networks train, every few steps (``step`` / ``total_steps`` set)."""
 
     fits_done: int
     fits_total: int
@@ -95,6 +105,9 @@ class SweepProgress:
     cell: Cell
     batch_size: int
     seconds: float
+    step: int | None = None
+    total_steps: int | None = None
+    loss: float | None = None
 
 
 def _jsonable(value: Any, b: int, batch: int) -> Any:
@@ -188,11 +201,10 @@ def run_chunk(
         if not grid.methods_for(cell.n_components):
             continue
         seeds = [trial_seed(grid, cell, t) for t in trials]
-        per_component = grid.samples_per == "component"
+        n_k = grid.samples_per_component(cell)
         batch = sample_molrg_batch(
             seeds, cell.ambient_dim, [cell.d] * cell.n_components,
-            n_samples=None if per_component else cell.samples,
-            samples_per_component=cell.samples if per_component else None,
+            n_samples=cell.samples if n_k is None else None, samples_per_component=n_k,
             orthogonal=grid.orthogonal, noise_std=grid.noise_std, device=device,
         )
         shape = (cell.ambient_dim, cell.n_components, cell.d)
@@ -201,7 +213,10 @@ def run_chunk(
 
     done = 0
     results: list[TrialResult] = []
+    scored = [m for m in grid.methods if m in SAMPLE_SCORED_METHODS]
     for (n, K, d, *_), members in groups.items():
+        if not [m for m in grid.methods_for(K) if m not in SAMPLE_SCORED_METHODS]:
+            continue
         dims = [d] * K
         Ns = [int(b.X.shape[1]) for _, b, _ in members]
         Nmax = max(Ns)
@@ -212,6 +227,8 @@ def run_chunk(
             extra["n_valid"] = torch.tensor([N for N in Ns for _ in trials], device=X.device)
         B = int(X.shape[0])
         for method in grid.methods_for(K):
+            if method in SAMPLE_SCORED_METHODS:
+                continue
             options = {**grid.method_options.get(method, {}), **extra}
             t0 = time.perf_counter()
             fit = solver(X, dims, method, seed=fit_seed(grid, method, n, K, d), device=device, **options)
@@ -237,7 +254,52 @@ def run_chunk(
                 SweepProgress(done, total, method, members[0][0], B, seconds)
             ):
                 return results
+    if scored:
+        stopped = _run_scored_methods(grid, scored, groups, trials, device, callback, done, total, results)
+        if stopped:
+            return results
     return results
+
+
+def _run_scored_methods(grid: SweepGrid, methods: list[str], groups: dict[tuple[int, ...], list[tuple[Cell, Any, list[int]]]],
+                        trials: list[int], device: torch.device | str | None,
+                        callback: Callable[[SweepProgress], bool | None] | None, done: int, total: int,
+                        results: list[TrialResult]) -> bool:
+    """Append the sample-scored trials of a chunk (one program per (n, K) and method); True if stopped."""
+    from molrg.sweeps.scored import ScoredTrial, run_scored
+
+    by_shape: dict[tuple[int, int], list[ScoredTrial]] = {}
+    for members in groups.values():
+        for cell, batch, seeds in members:
+            for i, (t, seed) in enumerate(zip(trials, seeds, strict=True)):
+                d = cell.d
+                by_shape.setdefault((cell.ambient_dim, cell.n_components), []).append(ScoredTrial(
+                    cell=cell, trial=t, seed=seed, X=batch.X[i], labels=batch.labels[i],
+                    bases=batch.bases[i, :, :, :d]))
+    for (_, K), units in by_shape.items():
+        for method in methods:
+            def on_step(p: Any, method: str = method, units: list[ScoredTrial] = units, done: int = done) -> bool:
+                return bool(callback is not None and callback(SweepProgress(
+                    done, total, method, units[0].cell, len(units), 0.0, p.step, p.total_steps, p.loss)))
+
+            t0 = time.perf_counter()
+            outcomes = run_scored(grid, method, units, device=device, on_step=on_step)
+            if outcomes is None:
+                return True
+            for u, o in zip(units, outcomes, strict=True):
+                c = u.cell
+                results.append(TrialResult(
+                    ambient_dim=c.ambient_dim, n_components=K, d=c.d, samples=c.samples,
+                    samples_per=grid.samples_per, trial=u.trial, seed=u.seed, method=method,
+                    error=o.error, mean_error=o.mean_error, success=bool(o.generalisation_score >= SUCCESS_SCORE),
+                    fit_seconds=o.seconds, info=dict(o.info), memorised_fraction=o.memorised_fraction,
+                    generalisation_score=o.generalisation_score, on_support_fraction=o.on_support_fraction,
+                ))
+            done += len(units)
+            if callback is not None and callback(SweepProgress(done, total, method, units[0].cell, len(units),
+                                                               time.perf_counter() - t0)):
+                return True
+    return False
 
 
 def merge(*trial_lists: Iterable[TrialResult]) -> list[TrialResult]:

@@ -11,6 +11,13 @@ trials and successes) this module estimates the transition ``N*(d)`` two ways:
   crossing inside the grid: ``N50 = None`` and ``status`` says which side it is censored on.
 
 and a least-squares line ``N* = slope * d + intercept`` with its ``R^2``.
+
+Sample-scored methods (neural, empirical, exact; section 14) cross on their generalisation score
+instead: ``n_star`` is the first grid value whose median score over trials is >= 0.5, and the
+logistic is fitted to the generalised samples (score x eval samples per trial) out of all samples.
+On a ``dim_ratio`` axis (N_k / d, a geometric grid) the logistic runs in log2 of the ratio and its
+crossing is reported back as a ratio, and each (method, K, n) gets the collapse of its thresholds
+across d (max / min: 1 when the curves of every d cross at the same N_k / d).
 Pure numpy/scipy; no I/O.
 """
 
@@ -26,6 +33,7 @@ from scipy.optimize import minimize
 
 __all__ = [
     "CellSummary",
+    "Collapse",
     "LinearFit",
     "LogisticFit",
     "SweepReport",
@@ -91,14 +99,14 @@ def _nll(params: np.ndarray, s: np.ndarray, k: np.ndarray, t: np.ndarray) -> tup
 
 
 def fit_logistic(
-    samples: Sequence[int], successes: Sequence[int], trials: Sequence[int]
+    samples: Sequence[float], successes: Sequence[float], trials: Sequence[float]
 ) -> LogisticFit:
     """Maximum-likelihood logistic fit of success against ``N`` (spec section 7).
 
     Parameters
     ----------
-    samples : grid values of ``N`` (or ``N_k``), one per cell of the row.
-    successes, trials : counts per cell.
+    samples : grid values of ``N`` (or ``N_k``, or log2 of a ratio), one per cell of the row.
+    successes, trials : counts per cell (successes may be fractional: generalised samples).
 
     Returns
     -------
@@ -193,6 +201,10 @@ class CellSummary:
     error_median: float
     error_p90: float
     fit_seconds_mean: float
+    # sample-scored methods: medians over trials (section 13); None for the low-rank methods
+    memorised_fraction: float | None = None
+    generalisation_score: float | None = None
+    on_support_fraction: float | None = None
 
 
 @dataclass(frozen=True)
@@ -205,6 +217,25 @@ class TransitionRow:
 
 
 @dataclass(frozen=True)
+class Collapse:
+    """How far the thresholds of the d's of one (method, K, n) lie apart on an N_k / d axis (section 14)."""
+
+    n_star_max_over_min: float | None  # None: fewer than 2 d's crossed inside the grid
+    logistic_max_over_min: float | None
+    crossed: int  # d's whose curve crossed inside the grid
+    rows: int
+
+    def to_dict(self) -> dict:
+        """JSON-able dict (spec section 14)."""
+        return asdict(self)
+
+
+def _max_over_min(values: Sequence[float | None]) -> float | None:
+    vals = [float(v) for v in values if v is not None and v > 0]
+    return max(vals) / min(vals) if len(vals) >= 2 else None
+
+
+@dataclass(frozen=True)
 class TransitionSummary:
     """N*(d) per d and the lines N* ~ d for one (method, K, n) (spec section 7)."""
 
@@ -214,6 +245,7 @@ class TransitionSummary:
     rows: list[TransitionRow]
     linear_fit: LinearFit | None  # N* (smallest grid N with success >= 0.5) against d
     linear_fit_logistic: LinearFit | None  # logistic N50 against d
+    collapse: Collapse | None = None  # dim_ratio sweeps: spread of the thresholds across d
 
 
 @dataclass(frozen=True)
@@ -243,6 +275,7 @@ class SweepReport:
                 method=t["method"], n_components=t["n_components"], ambient_dim=t["ambient_dim"],
                 rows=[TransitionRow(r["d"], r["n_star"], LogisticFit(**r["logistic"])) for r in t["rows"]],
                 linear_fit=line(t["linear_fit"]), linear_fit_logistic=line(t["linear_fit_logistic"]),
+                collapse=Collapse(**t["collapse"]) if t.get("collapse") else None,
             )
             for t in data["transitions"]
         ]
@@ -269,8 +302,31 @@ class SweepReport:
         return None
 
 
+def _median(values: list[float | None]) -> float | None:
+    vals = [v for v in values if v is not None]
+    return float(np.median(vals)) if vals else None
+
+
+def _scored_row(row: list[CellSummary], groups: dict[tuple[str, int, int, int, int], list[TrialLike]],
+                key: tuple[str, int, int, int], M: int, log_axis: bool) -> tuple[int | None, LogisticFit]:
+    """First grid value with median generalisation >= 0.5, and the logistic of the generalised samples."""
+    ns = [c.samples for c in row]
+    n_star = first_crossing(ns, [c.generalisation_score or 0.0 for c in row])
+    k = [sum(M * float(getattr(g, "generalisation_score", 0.0) or 0.0) for g in groups[(*key, c.samples)])
+         for c in row]
+    t = [M * c.trials for c in row]
+    return n_star, _logistic(ns, k, t, log_axis)
+
+
+def _logistic(ns: Sequence[int], k: Sequence[float], t: Sequence[float], log_axis: bool) -> LogisticFit:
+    if not log_axis:
+        return fit_logistic(ns, k, t)
+    fit = fit_logistic([math.log2(v) for v in ns], k, t)
+    return LogisticFit(None if fit.n50 is None else 2.0 ** fit.n50, fit.width, fit.status)
+
+
 def build_report(grid: dict[str, Any], trials: Sequence[TrialLike]) -> SweepReport:
-    """Aggregate de-duplicated trials into a :class:`SweepReport` (spec section 7).
+    """Aggregate de-duplicated trials into a :class:`SweepReport` (spec sections 7, 14).
 
     Parameters
     ----------
@@ -290,7 +346,12 @@ def build_report(grid: dict[str, Any], trials: Sequence[TrialLike]) -> SweepRepo
             successes=succ, success_rate=succ / len(group), error_mean=float(err.mean()),
             error_median=float(np.median(err)), error_p90=float(np.quantile(err, 0.9)),
             fit_seconds_mean=float(np.mean([g.fit_seconds for g in group])),
+            memorised_fraction=_median([getattr(g, "memorised_fraction", None) for g in group]),
+            generalisation_score=_median([getattr(g, "generalisation_score", None) for g in group]),
+            on_support_fraction=_median([getattr(g, "on_support_fraction", None) for g in group]),
         ))
+    ratio_axis = grid.get("samples_per") == "dim_ratio"
+    M = int(grid.get("eval_samples", 256))
     by_line: dict[tuple[str, int, int], dict[int, list[CellSummary]]] = {}
     for c in cells:
         by_line.setdefault((c.method, c.n_components, c.ambient_dim), {}).setdefault(c.d, []).append(c)
@@ -300,15 +361,20 @@ def build_report(grid: dict[str, Any], trials: Sequence[TrialLike]) -> SweepRepo
         for d, row in sorted(per_d.items()):
             row = sorted(row, key=lambda c: c.samples)
             ns = [c.samples for c in row]
-            n_star = first_crossing(ns, [c.success_rate for c in row])
-            logistic = fit_logistic(ns, [c.successes for c in row], [c.trials for c in row])
+            if row[0].generalisation_score is not None:
+                n_star, logistic = _scored_row(row, groups, (method, K, n, d), M, ratio_axis)
+            else:
+                n_star = first_crossing(ns, [c.success_rate for c in row])
+                logistic = _logistic(ns, [c.successes for c in row], [c.trials for c in row], ratio_axis)
             rows.append(TransitionRow(d, n_star, logistic))
         ds = [r.d for r in rows]
+        n50s = [r.logistic.n50 if r.logistic.status == "ok" else None for r in rows]
+        collapse = Collapse(_max_over_min([r.n_star for r in rows]), _max_over_min(n50s),
+                            sum(r.n_star is not None for r in rows), len(rows)) if ratio_axis else None
         transitions.append(TransitionSummary(
             method=method, n_components=K, ambient_dim=n, rows=rows,
             linear_fit=fit_line(ds, [r.n_star for r in rows]),
-            linear_fit_logistic=fit_line(ds, [r.logistic.n50 if r.logistic.status == "ok" else None
-                                              for r in rows]),
+            linear_fit_logistic=fit_line(ds, n50s), collapse=collapse,
         ))
     return SweepReport(
         grid=dict(grid), cells=cells, transitions=transitions, n_trials=len(trials),

@@ -69,8 +69,20 @@ def cells_csv(sweep_id: uuid.UUID, session: SessionDep, principal: CurrentKey) -
 def heatmap_png(sweep_id: uuid.UUID, session: SessionDep, principal: CurrentKey, method: str | None = None,
                 n_components: Annotated[int | None, Query(ge=1)] = None,
                 ambient_dim: Annotated[int | None, Query(ge=1)] = None) -> Response:
-    """Success rate over d (rows) and N (columns) with the line N = d; rendered when the sweep ends."""
+    """Success rate (generalisation score for neural, empirical, exact) over d (rows) and N (columns) with the
+    line N = d; rendered when the sweep ends."""
     png, width, height = use_cases.heatmap(session, principal, sweep_id, method, n_components, ambient_dim)
+    return Response(png, media_type="image/png",
+                    headers={"X-Image-Width": str(width), "X-Image-Height": str(height)})
+
+
+@router.get("/{sweep_id}/curves.png", response_class=Response, responses=PNG | problems(404, 409, 422))
+def curves_png(sweep_id: uuid.UUID, session: SessionDep, principal: CurrentKey,
+               n_components: Annotated[int | None, Query(ge=1)] = None,
+               ambient_dim: Annotated[int | None, Query(ge=1)] = None) -> Response:
+    """Generalisation score and memorised fraction against N_k / d, one curve per d, with the empirical and
+    exact references and the low-rank threshold N_k = d; for sweeps with neural, empirical or exact."""
+    png, width, height = use_cases.figure(session, principal, sweep_id, "curves", n_components, ambient_dim)
     return Response(png, media_type="image/png",
                     headers={"X-Image-Width": str(width), "X-Image-Height": str(height)})
 

@@ -53,7 +53,7 @@ def problem_fields(resp: Any) -> dict[str, str]:
     ({"ambient_dim": 8, "n_components": 2, "dims": [3, 5], "methods": ["subspace_clustering"]}, "dims",
      "exceeds ambient_dim"),
     ({"dims": [2, 8]}, "dims", "must be < ambient_dim"),
-    ({"methods": ["pca", "magic"]}, "methods[1]", "'diffusion', 'pca' or 'subspace_clustering'"),
+    ({"methods": ["pca", "magic"]}, "methods[1]", "'neural', 'empirical' or 'exact'"),
     ({"n_components": [2, 3], "ambient_dim": 32}, "methods", "pca fits one subspace"),
     ({"trials": 1000}, "trials", "max_sweep_fits=500"),
     ({"methods": ["diffusion"], "method_options": {"diffusion": {"stepz": 3}}}, "method_options.diffusion.stepz",
