@@ -186,9 +186,10 @@ def run_sweep_chunk(maker: sessionmaker[Session], settings: WorkerSettings, chun
         grid = grid_from_spec(spec)
         chunk = Chunk.from_dict(claim.spec)
         dev = device()
-        # A chunk is many tiny batched factorisations (48 x d QR/SVD): thread hand-off costs far more
-        # than it saves (measured: a 48x8 QR takes 3 ms with 2 threads, 7 us with 1).
-        threads = settings.sweep_cpu_threads if dev.type == "cpu" else 0
+        # A low-rank chunk is many tiny batched factorisations (48 x d QR/SVD): thread hand-off costs far
+        # more than it saves (measured: a 48x8 QR takes 3 ms with 2 threads, 7 us with 1). A chunk that
+        # trains networks is large matmuls and keeps the worker's threads (MOLRG_TORCH_THREADS).
+        threads = settings.sweep_cpu_threads if dev.type == "cpu" and not grid.neural_methods() else 0
         with ChunkHeartbeat(maker, claim, settings.heartbeat_interval_s) as hb, torch_threads(threads):
             def on_progress(p: SweepProgress | None) -> bool:
                 if p is not None:
