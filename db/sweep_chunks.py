@@ -145,7 +145,7 @@ def chunk_heartbeat(session: Session, claim: ChunkClaim, now: datetime | None = 
 
 
 def complete_chunk(session: Session, claim: ChunkClaim, trials: Sequence[dict[str, Any]],
-                   now: datetime | None = None) -> Completion:
+                   now: datetime | None = None, progress: dict[str, Any] | None = None) -> Completion:
     """Store a chunk's trials, mark it done and recount progress, all in the caller's transaction.
 
     The ownership guard is the first statement, so a run whose chunk was re-queued (it looked dead)
@@ -155,7 +155,8 @@ def complete_chunk(session: Session, claim: ChunkClaim, trials: Sequence[dict[st
     now = now or utcnow()
     res = session.execute(
         update(SweepChunk).where(_chunk_owned(claim))
-        .values(status=ChunkStatus.done, finished_at=now, heartbeat_at=now)
+        .values(status=ChunkStatus.done, finished_at=now, heartbeat_at=now,
+                **({"progress": progress} if progress is not None else {}))
         .execution_options(synchronize_session=False)
     )
     if res.rowcount != 1:  # type: ignore[attr-defined]

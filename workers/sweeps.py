@@ -215,7 +215,7 @@ def run_sweep_chunk(maker: sessionmaker[Session], settings: WorkerSettings, chun
             store.settle_cancel(session, claim.sweep_id)
         return "cancelled"
     with session_scope(maker) as session:
-        done = chunks_store.complete_chunk(session, claim, [trial_row(t) for t in trials])
+        done = chunks_store.complete_chunk(session, claim, [trial_row(t) for t in trials], progress=hb.progress)
     if not done.owned:
         logger.warning("sweep chunk %s attempt %d finished after losing its claim; nothing stored",
                        chunk_id, claim.attempt)
