@@ -80,6 +80,8 @@ def main() -> None:
     body = {**GRID, "trials": args.trials, "method_options": {"neural": neural} if neural else {}}
 
     extra = postgres_redis_env(redis_db=12) if args.backend == "postgres+redis" else {}
+    # the cores shared between the worker processes, as `molrg up --workers N` does
+    extra["MOLRG_TORCH_THREADS"] = str(max(1, (os.cpu_count() or 1) // args.workers))
     data_dir = Path(tempfile.mkdtemp(prefix="molrg-neural-sweep-"))
     stack = SweepStack(data_dir, base_env(extra))
     try:
@@ -87,7 +89,8 @@ def main() -> None:
         for _ in range(args.workers):
             stack.start_worker(beat=not stack.workers)
         assert stack.client is not None
-        print(f"backend {args.backend}, {args.workers} worker(s), data in {data_dir}, load {load()}", flush=True)
+        print(f"backend {args.backend}, {args.workers} worker(s) x {extra['MOLRG_TORCH_THREADS']} torch threads, "
+              f"data in {data_dir}, load {load()}", flush=True)
         print(f"grid {json.dumps(body)}", flush=True)
         t0 = time.perf_counter()
         job = stack.client.post("/api/v1/sweeps", json=body).raise_for_status().json()

@@ -137,8 +137,18 @@ def chunk_heartbeat(session: Session, claim: ChunkClaim, now: datetime | None = 
                           .execution_options(synchronize_session=False))
     if res.rowcount != 1:  # type: ignore[attr-defined]
         return ChunkBeat(owned=False, cancel=False)
+    job_values: dict[str, Any] = {"heartbeat_at": now}
+    if progress is not None and progress.get("step") is not None:
+        # the sweep job shows the training step of the chunk that reported last, beside the counts
+        # (_recount writes the counts alone when a chunk completes; the next beat adds the step again)
+        counts = session.execute(select(Sweep.chunks_done, Sweep.chunks_total, Sweep.fits_done, Sweep.fits_total)
+                                 .where(Sweep.id == claim.sweep_id)).one()
+        job_values["progress_detail"] = {
+            "chunks_done": int(counts.chunks_done), "chunks_total": int(counts.chunks_total or 0),
+            "fits_done": int(counts.fits_done), "fits_total": int(counts.fits_total), "chunk": claim.index,
+            **{k: progress[k] for k in ("step", "total_steps", "networks", "loss") if k in progress}}
     session.execute(update(Job).where(Job.id == claim.job_id, Job.status == JobStatus.running)
-                    .values(heartbeat_at=now).execution_options(synchronize_session=False))
+                    .values(**job_values).execution_options(synchronize_session=False))
     state = job_status(session, claim.job_id)
     cancel = state is None or state[0] != JobStatus.running or state[1]
     return ChunkBeat(owned=True, cancel=cancel)

@@ -1,14 +1,18 @@
-"""Reproduce the paper's phase transitions and a sampling check (spec sections 7, 8).
+"""Reproduce the paper's phase transitions and a sampling check (spec sections 7, 8, 14).
 
     python -m molrg.reproduce [--quick] [--device cpu|cuda] [--json FILE] [--skip-softmax]
+    python -m molrg.reproduce --neural [--quick] [--trials 2] [--steps 2000] [--width 256] [--device cuda]
 
 Grids (paper: n = 48, d in 2..8, N or N_k in 2..15, 20 trials):
 K = 1 with ``pca`` and ``diffusion`` (linear model, exact loss) on the same data;
 K = 2 with ``subspace_clustering`` and ``diffusion`` (fitting.py's default for K >= 2: hard-max
 surrogate on the exact loss, data-seeded restarts) on the same data; K = 2 soft-max diffusion from
 random init (Monte-Carlo loss) for comparison, with fewer trials/steps because it is slow.
-The computation lives in library functions (:func:`paper_grids`, :func:`sampling_check`); only
-:func:`main` prints.
+``--neural`` runs the neural grid of section 14 instead (:func:`neural_grid`): K = 2, n = 48,
+d in {2, 4, 6}, N_k / d in {1, 2, 4, ..., 64}, mlp networks (every chunk's networks one ensemble),
+the empirical and exact references and the low-rank diffusion line, on the same data.
+The computation lives in library functions (:func:`paper_grids`, :func:`neural_grid`,
+:func:`sampling_check`); only :func:`main` prints.
 """
 
 from __future__ import annotations
@@ -25,7 +29,8 @@ from molrg.sweeps.grid import SweepGrid
 from molrg.sweeps.run import run_sweep
 from molrg.sweeps.transition import SweepReport, format_table
 
-__all__ = ["Experiment", "default_diffusion_variant", "main", "paper_grids", "sampling_check"]
+__all__ = ["Experiment", "default_diffusion_variant", "format_scores", "main", "neural_grid", "paper_grids",
+           "sampling_check"]
 
 
 class _PaperAxes(TypedDict):
@@ -84,6 +89,50 @@ def paper_grids(quick: bool = False, skip_softmax: bool = False) -> list[Experim
             note=f"reduced: {sm_trials} trials, {sm_steps} steps, 1 restart (slow Monte-Carlo training)",
         ))
     return exps
+
+
+NEURAL_RATIOS = (1, 2, 4, 8, 16, 32, 64)
+
+
+def neural_grid(quick: bool = False, trials: int | None = None, neural: dict[str, Any] | None = None,
+                dims: tuple[int, ...] = (2, 4, 6)) -> Experiment:
+    """The CPU-sized neural grid of section 14 (``quick``: d in {2, 4}, 3 ratios, 1 trial, 300 steps)."""
+    options = dict(neural or {})
+    if quick:
+        options.setdefault("steps", 300)
+    grid = SweepGrid(
+        ambient_dims=(48,), n_components=(2,), dims=(2, 4) if quick else dims,
+        samples=(1, 8, 64) if quick else NEURAL_RATIOS, samples_per="dim_ratio",
+        trials=trials if trials is not None else (1 if quick else 2),
+        methods=("neural", "empirical", "exact", "diffusion"),
+        method_options={"neural": options} if options else {}, seed=0,
+    )
+    return Experiment("K=2: neural (mlp), empirical and exact references, low-rank diffusion; N_k / d axis", grid,
+                      (("neural", 2), ("empirical", 2), ("exact", 2), ("diffusion", 2)))
+
+
+def format_scores(report: SweepReport, method: str, n_components: int, ambient_dim: int,
+                  value: str = "generalisation_score") -> str:
+    """Text table of a median score (rows d, columns N_k / d) with the threshold ratio per d and the collapse."""
+    sel = [c for c in report.cells if (c.method, c.n_components, c.ambient_dim) == (method, n_components, ambient_dim)]
+    ds, ns = sorted({c.d for c in sel}), sorted({c.samples for c in sel})
+    at = {(c.d, c.samples): getattr(c, value) for c in sel}
+    tr = report.transition(method, n_components, ambient_dim)
+    rows = {r.d: r for r in tr.rows} if tr else {}
+    head = f"{'d ' + chr(92) + ' N_k/d':>9} |" + "".join(f"{s:>6}" for s in ns) + " |  first  logistic"
+    lines = [f"{method}  K={n_components}  n={ambient_dim}  ({value}, median over trials)", head, "-" * len(head)]
+    for d in ds:
+        vals = "".join("     ." if at.get((d, s)) is None else f"{at[(d, s)]:>6.2f}" for s in ns)
+        r = rows.get(d)
+        first = "-" if r is None or r.n_star is None else str(r.n_star)
+        n50 = "-" if r is None or r.logistic.n50 is None else f"{r.logistic.n50:.2f}"
+        n50 += "*" if r is not None and r.logistic.status == "at_bound" else ""
+        lines.append(f"{d:>9} |{vals} | {first:>6} {n50:>9}")
+    if tr is not None and tr.collapse is not None:
+        c = tr.collapse
+        lines.append(f"collapse across d: first-crossing max/min {c.n_star_max_over_min}, logistic max/min "
+                     f"{c.logistic_max_over_min} ({c.crossed} of {c.rows} d crossed inside the grid)")
+    return "\n".join(lines)
 
 
 def sampling_check(
@@ -152,6 +201,10 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     ap.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
     ap.add_argument("--json", default=None, help="write all reports to this file")
     ap.add_argument("--skip-softmax", action="store_true", help="skip the slow soft-max grid")
+    ap.add_argument("--neural", action="store_true", help="run the neural grid of section 14 instead")
+    ap.add_argument("--trials", type=int, default=None, help="--neural: trials per cell (default 2)")
+    ap.add_argument("--steps", type=int, default=None, help="--neural: training steps (default: the fit default)")
+    ap.add_argument("--width", type=int, default=None, help="--neural: mlp width (default: the fit default)")
     ap.add_argument("--threads", type=int, default=None,
                     help="torch intra-op threads (default: torch's); 1 is much faster on a busy CPU")
     args = ap.parse_args(argv)
@@ -161,6 +214,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     print(f"molrg.reproduce  device={device}  torch threads={torch.get_num_threads()}  "
           f"mode={'quick' if args.quick else 'full'}")
     out: dict[str, Any] = {"mode": "quick" if args.quick else "full", "device": device, "experiments": []}
+    if args.neural:
+        neural = {k: v for k, v in (("steps", args.steps), ("width", args.width)) if v is not None}
+        return _run_neural(neural_grid(args.quick, args.trials, neural), device, out, args.json)
     for exp in paper_grids(args.quick, args.skip_softmax):
         g = exp.grid
         print(f"\n=== {exp.name} ===")
@@ -204,6 +260,31 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         with open(args.json, "w") as fh:
             json.dump(out, fh, indent=1)
         print(f"\nwrote {args.json}")
+    return out
+
+
+def _run_neural(exp: Experiment, device: str, out: dict[str, Any], json_path: str | None) -> dict[str, Any]:
+    g = exp.grid
+    print(f"\n=== {exp.name} ===")
+    print(f"grid: n={list(g.ambient_dims)} K={list(g.n_components)} d={list(g.dims)} N_k/d={list(g.samples)} "
+          f"trials={g.trials} fits={g.n_fits} neural options={g.method_options.get('neural', {})}")
+    t0 = time.perf_counter()
+    report = run_sweep(g, device=device)
+    wall = time.perf_counter() - t0
+    print(f"time: {wall:.1f} s wall for {g.n_fits} fits (data, training, sampling, scores)")
+    for method, K in exp.tables:
+        print()
+        if method in ("neural", "empirical", "exact"):
+            print(format_scores(report, method, K, g.ambient_dims[0]))
+            if method == "neural":
+                print(format_scores(report, method, K, g.ambient_dims[0], "memorised_fraction"))
+        else:
+            print(format_table(report, method, K, g.ambient_dims[0]))
+    out["experiments"].append({"name": exp.name, "wall_seconds": wall, "report": report.to_dict()})
+    if json_path:
+        with open(json_path, "w") as fh:
+            json.dump(out, fh, indent=1)
+        print(f"\nwrote {json_path}")
     return out
 
 

@@ -333,6 +333,29 @@ def show_sweep(client: Client, as_json: bool, sweep_id: str) -> None:
     _emit(sw.raw, as_json, lambda: click.echo(show.show_sweep(sw.raw)))
 
 
+@sweeps.command("plots")
+@click.argument("sweep_id")
+@click.option("--out-dir", "-o", type=click.Path(file_okay=False), default=".", show_default=True)
+@client_command
+def sweep_plots(client: Client, as_json: bool, sweep_id: str, out_dir: str) -> None:
+    """Download a finished sweep's figures: every heatmap and (neural sweeps) the curves against N_k / d."""
+    sw = client.sweeps.get(sweep_id).raw
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    written = []
+    for ref in [*sw.get("heatmaps", []), *sw.get("figures", [])]:
+        kind = ref.get("kind") or f"heatmap-{ref['method']}"
+        path = out / f"{sweep_id}-{kind}-K{ref['n_components']}-n{ref['ambient_dim']}.png"
+        query = {k: ref[k] for k in ("method", "n_components", "ambient_dim") if k in ref}
+        data = client.sweeps.curves_png(sweep_id, **query) if ref.get("kind") == "curves" \
+            else client.sweeps.heatmap_png(sweep_id, **query)
+        path.write_bytes(data)
+        written.append(str(path))
+    if not written:
+        raise click.ClickException(f"sweep {sweep_id} has no figures yet (they are rendered when it finishes)")
+    _emit({"files": written}, as_json, lambda: click.echo("\n".join(written)))
+
+
 # ---------------------------------------------------------------- delete
 
 

@@ -151,6 +151,14 @@ class Sweeps(_Section):
     def heatmap_png(self, sweep: Any, **query: Any) -> bytes:
         return self._c._bytes(f"/sweeps/{_id(sweep)}/heatmap.png", params=query)
 
+    def trials_csv(self, sweep: Any) -> str:
+        """One row per trial (with the sample scores of neural, empirical and exact trials)."""
+        return self._c._bytes(f"/sweeps/{_id(sweep)}/trials.csv").decode()
+
+    def curves_png(self, sweep: Any, **query: Any) -> bytes:
+        """Generalisation and memorised fraction against N_k / d per d (sweeps with neural/empirical/exact)."""
+        return self._c._bytes(f"/sweeps/{_id(sweep)}/curves.png", params=query)
+
     def delete(self, sweep: Any) -> None:
         """Delete a finished sweep with its job, trials and heatmaps."""
         self._c._request("DELETE", f"/sweeps/{_id(sweep)}")

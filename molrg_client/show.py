@@ -168,7 +168,7 @@ def success_grids(cells: list[dict[str, Any]], value: str = "success_rate") -> l
 
 
 def show_sweep(s: dict[str, Any]) -> str:
-    head = _without(s, "id", "spec", "cells", "transitions", "heatmaps", "chunks", "links")
+    head = _without(s, "id", "spec", "cells", "transitions", "heatmaps", "figures", "chunks", "links")
     lines = section(f"sweep {s['id']}", head)
     lines += section("spec", s.get("spec") or {})
     for t in s.get("transitions") or []:
@@ -179,16 +179,29 @@ def show_sweep(s: dict[str, Any]) -> str:
                 sign = "-" if f["intercept"] < 0 else "+"
                 lines.append(f"{INDENT}{name}: N* = {fmt(f['slope'])} d {sign} {fmt(abs(f['intercept']))}"
                              f"  (r2 {fmt(f.get('r2'))}, {f.get('n_points')} points)")
+        if t.get("collapse"):
+            c = t["collapse"]
+            lines.append(f"{INDENT}collapse across d: n_star max/min {fmt(c.get('n_star_max_over_min'))}, "
+                         f"logistic max/min {fmt(c.get('logistic_max_over_min'))} ({c.get('crossed')} of "
+                         f"{c.get('rows')} d crossed)")
         if t.get("rows"):
             lines += grid(t["rows"])
     if s.get("cells"):
         lines.append("cells")
         lines += success_grids(s["cells"], "success_rate")
         lines += success_grids(s["cells"], "error_median")
+        scored = [c for c in s["cells"] if c.get("generalisation_score") is not None]
+        for value in ("generalisation_score", "memorised_fraction", "on_support_fraction"):
+            lines += success_grids(scored, value)
     if s.get("chunks"):
         lines.append("chunks")
-        lines += grid(s["chunks"], ["index", "status", "attempts", "n_fits", "worker", "error"])
+        rows = [{**c, "step": f"{p['step']}/{p['total_steps']}" if (p := c.get("progress") or {}).get("step")
+                 else None} for c in s["chunks"]]
+        lines += grid(rows, ["index", "status", "attempts", "n_fits", "step", "worker", "error"])
     if s.get("heatmaps"):
         lines.append("heatmaps")
         lines += grid(s["heatmaps"])
+    if s.get("figures"):
+        lines.append("figures")
+        lines += grid(s["figures"])
     return "\n".join(lines + _links(s))

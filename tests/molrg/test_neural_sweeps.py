@@ -154,3 +154,25 @@ def test_thresholds_and_collapse_from_the_median_score() -> None:
     cell = report.cell("neural", 2, 8, 2, 4)
     assert cell is not None and cell.generalisation_score == 0.6 and cell.memorised_fraction == 0.4
     assert summarise(grid(), trials).transitions[0].collapse is not None
+
+
+def test_reproduce_runs_the_neural_grid(tmp_path, capsys, monkeypatch) -> None:
+    import dataclasses
+
+    from molrg import reproduce
+
+    full = reproduce.neural_grid().grid.validate()
+    assert full.dims == (2, 4, 6) and full.samples == (1, 2, 4, 8, 16, 32, 64) and full.samples_per == "dim_ratio"
+    assert full.n_fits == 3 * 7 * 2 * 4
+    quick = reproduce.neural_grid(quick=True, neural={"steps": 20, "width": 16})
+    assert quick.grid.samples == (1, 8, 64) and quick.grid.method_options["neural"] == {"steps": 20, "width": 16}
+    small = dataclasses.replace(quick, grid=dataclasses.replace(  # the same path, a CPU-test-sized grid
+        quick.grid, ambient_dims=(8,), dims=(1, 2), eval_samples=16, eval_steps=4,
+        method_options={**quick.grid.method_options, "diffusion": {"steps": 20}}))
+    monkeypatch.setattr(reproduce, "neural_grid", lambda *a, **k: small)
+    out = reproduce.main(["--neural", "--quick", "--json", str(tmp_path / "r.json")])
+    text = capsys.readouterr().out
+    assert "generalisation_score, median over trials" in text and "collapse across d" in text
+    report = out["experiments"][0]["report"]
+    methods = {c["method"] for c in report["cells"]}
+    assert methods == {"neural", "empirical", "exact", "diffusion"} and (tmp_path / "r.json").exists()

@@ -4,8 +4,11 @@ SIGKILLed in the middle of a neural chunk loses no trial and duplicates none."""
 
 import csv
 import io
+import subprocess
+import sys
 import time
 from collections import Counter
+from pathlib import Path
 
 from molrg import spec
 from tests.sweeps.stack import SweepStack
@@ -72,6 +75,19 @@ def test_tiny_neural_sweep_over_http(production_stack: SweepStack) -> None:  # n
     png = stack.client.get(figure["url"])
     assert png.status_code == 200 and png_size(png.content) == (figure["width"], figure["height"])
     assert {h["method"] for h in sweep["heatmaps"]} == {"neural", "empirical", "exact"}
+    # the CLI: the scores per cell, the collapse, and every figure downloaded
+    key = (stack.data_dir / "api-key").read_text().strip()
+    cli = [str(Path(sys.executable).parent / "molrg")]
+    env = {**stack.env, "MOLRG_URL": stack.url, "MOLRG_API_KEY": key}
+    shown = subprocess.run([*cli, "sweeps", "show", job["sweep_id"]], env=env, capture_output=True, text=True)
+    assert shown.returncode == 0, shown.stderr
+    assert "generalisation_score: method=neural" in shown.stdout and "collapse across d" in shown.stdout
+    plots = subprocess.run([*cli, "sweeps", "plots", job["sweep_id"], "-o", str(stack.data_dir / "figs")],
+                           env=env, capture_output=True, text=True)
+    assert plots.returncode == 0, plots.stderr
+    files = plots.stdout.split()
+    assert len(files) == 4 and any("curves-K2-n8" in f for f in files)
+    assert all(png_size(Path(f).read_bytes())[0] > 0 for f in files)
 
 
 def test_sigkilled_worker_mid_neural_chunk_loses_and_duplicates_no_trial(production_stack: SweepStack) -> None:  # noqa: F811
