@@ -27,7 +27,8 @@ import torch
 
 from molrg.sweeps.grid import SweepGrid
 from molrg.sweeps.run import run_sweep
-from molrg.sweeps.transition import SweepReport, format_table
+from molrg.sweeps.tables import format_scores, format_table
+from molrg.sweeps.transition import SweepReport
 
 __all__ = ["Experiment", "default_diffusion_variant", "format_scores", "main", "neural_grid", "paper_grids",
            "sampling_check"]
@@ -109,30 +110,6 @@ def neural_grid(quick: bool = False, trials: int | None = None, neural: dict[str
     )
     return Experiment("K=2: neural (mlp), empirical and exact references, low-rank diffusion; N_k / d axis", grid,
                       (("neural", 2), ("empirical", 2), ("exact", 2), ("diffusion", 2)))
-
-
-def format_scores(report: SweepReport, method: str, n_components: int, ambient_dim: int,
-                  value: str = "generalisation_score") -> str:
-    """Text table of a median score (rows d, columns N_k / d) with the threshold ratio per d and the collapse."""
-    sel = [c for c in report.cells if (c.method, c.n_components, c.ambient_dim) == (method, n_components, ambient_dim)]
-    ds, ns = sorted({c.d for c in sel}), sorted({c.samples for c in sel})
-    at = {(c.d, c.samples): getattr(c, value) for c in sel}
-    tr = report.transition(method, n_components, ambient_dim)
-    rows = {r.d: r for r in tr.rows} if tr else {}
-    head = f"{'d ' + chr(92) + ' N_k/d':>9} |" + "".join(f"{s:>6}" for s in ns) + " |  first  logistic"
-    lines = [f"{method}  K={n_components}  n={ambient_dim}  ({value}, median over trials)", head, "-" * len(head)]
-    for d in ds:
-        vals = "".join("     ." if at.get((d, s)) is None else f"{at[(d, s)]:>6.2f}" for s in ns)
-        r = rows.get(d)
-        first = "-" if r is None or r.n_star is None else str(r.n_star)
-        n50 = "-" if r is None or r.logistic.n50 is None else f"{r.logistic.n50:.2f}"
-        n50 += "*" if r is not None and r.logistic.status == "at_bound" else ""
-        lines.append(f"{d:>9} |{vals} | {first:>6} {n50:>9}")
-    if tr is not None and tr.collapse is not None:
-        c = tr.collapse
-        lines.append(f"collapse across d: first-crossing max/min {c.n_star_max_over_min}, logistic max/min "
-                     f"{c.logistic_max_over_min} ({c.crossed} of {c.rows} d crossed inside the grid)")
-    return "\n".join(lines)
 
 
 def sampling_check(

@@ -6,7 +6,7 @@
 * A chunk is claimed conditionally (``pending -> running``, attempts+1), heartbeats on its own row
   (and keeps its sweep job alive), and stores its trials + ``done`` + progress in ONE transaction;
   trials are keyed by their grid position, so a re-run chunk never duplicates one.
-* The run that completes the last chunk summarises every stored trial (``molrg.sweeps.run.summarise``),
+* The run that completes the last chunk summarises every stored trial (:mod:`workers.sweep_reports`),
   renders the heatmaps and closes the job with ``result.sweep_id``. Earlier chunks store a partial
   report, so results are readable while the sweep runs.
 * Cancel: a chunk sees the job's cancel flag at claim or heartbeat, stops, and the chunks not yet
@@ -34,14 +34,14 @@ from db import sweeps as store
 from db.enums import JobKind, Queue
 from db.models import Sweep, SweepChunk
 from db.session import session_scope
-from molrg.spec import SAMPLE_SCORED_METHODS, SweepSpec
 from molrg.sweeps.grid import Chunk, SweepGrid, plan_chunks
-from molrg.sweeps.run import SweepProgress, TrialResult, run_chunk, summarise
-from workers import finite, plots, resources
+from molrg.sweeps.run import SweepProgress, TrialResult, run_chunk
+from workers import finite, resources
 from workers.celery_app import app, app_settings
 from workers.pipelines import TRANSIENT_ERRORS
 from workers.resources import torch_threads
 from workers.settings import HARD_LIMIT_GRACE_S, WorkerSettings
+from workers.sweep_reports import finalize, grid_from_spec, refresh_report
 
 logger = logging.getLogger(__name__)
 
@@ -52,12 +52,6 @@ CHUNK_RETRY_COUNTDOWN_S = 5
 CHUNK_MAX_RETRIES = 5
 
 Publish = Callable[[uuid.UUID], None]
-
-
-def grid_from_spec(params: dict[str, Any]) -> SweepGrid:
-    """The engine's grid from the stored API spec, parsed by the one declaration (molrg.spec.SweepSpec)."""
-    fields = set(SweepSpec.model_fields)
-    return SweepGrid.from_spec(SweepSpec.model_validate({k: v for k, v in params.items() if k in fields})).validate()
 
 
 def chunk_fits(settings: WorkerSettings) -> int:
@@ -276,77 +270,6 @@ def trial_row(t: TrialResult) -> dict[str, Any]:
             "success": bool(t.success), "fit_seconds": float(t.fit_seconds),
             "memorised_fraction": t.memorised_fraction, "generalisation_score": t.generalisation_score,
             "on_support_fraction": t.on_support_fraction}
-
-
-# --- reports --------------------------------------------------------------------------------------------
-
-
-def _report(session: Session, sweep_id: uuid.UUID) -> tuple[dict[str, Any], int, SweepGrid]:
-    sweep = store.get_sweep(session, sweep_id)
-    assert sweep is not None
-    grid = grid_from_spec(dict(sweep.spec))
-    rows = store.trial_rows(session, sweep_id)
-    trials = [TrialResult(ambient_dim=r.ambient_dim, n_components=r.n_components, d=r.d, samples=r.samples,
-                          samples_per=grid.samples_per, trial=r.trial, seed=int(r.seed), method=r.method,
-                          error=float(r.error), mean_error=float(r.mean_error if r.mean_error is not None
-                                                                 else r.error),
-                          success=bool(r.success), fit_seconds=float(r.fit_seconds),
-                          memorised_fraction=r.memorised_fraction, generalisation_score=r.generalisation_score,
-                          on_support_fraction=r.on_support_fraction) for r in rows]
-    return report_dict(summarise(grid, trials).to_dict()), len(trials), grid
-
-
-def report_dict(raw: dict[str, Any]) -> dict[str, Any]:
-    """The stored report: the engine's report with ``n_star_logistic`` flattened into each row."""
-    out = {k: v for k, v in raw.items() if k != "grid"}
-    for tr in out.get("transitions", []):
-        for row in tr.get("rows", []):
-            logistic = row.get("logistic") or {}
-            row["n_star_logistic"] = logistic.get("n50")
-    return _finite(out)
-
-
-def _finite(value: Any) -> Any:
-    """Replace NaN/inf floats by None (JSON has neither)."""
-    if isinstance(value, float):
-        return value if math.isfinite(value) else None
-    if isinstance(value, dict):
-        return {k: _finite(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_finite(v) for v in value]
-    return value
-
-
-def refresh_report(maker: sessionmaker[Session], sweep_id: uuid.UUID) -> None:
-    """Store a partial report of the trials stored so far (skipped if a newer one is there)."""
-    with session_scope(maker) as session:
-        report, fits, _ = _report(session, sweep_id)
-        store.store_report(session, sweep_id, report, fits, final=False)
-
-
-def finalize(maker: sessionmaker[Session], sweep_id: uuid.UUID) -> str | None:
-    """Final report + heatmaps + the job's terminal status, in one transaction."""
-    with session_scope(maker) as session:
-        report, fits, grid = _report(session, sweep_id)
-        groups = sorted({(c["method"], c["n_components"], c["ambient_dim"]) for c in report["cells"]})
-        store.store_report(session, sweep_id, report, fits, final=True)
-        for method, K, n in groups:
-            png = plots.heatmap_png(report["cells"], method=method, n_components=K, ambient_dim=n,
-                                    samples_per=grid.samples_per)
-            width, height = plots.png_size(png)
-            store.store_heatmap(session, sweep_id, method, K, n, png, width, height)
-        for K, n in sorted({(K, n) for m, K, n in groups if m in SAMPLE_SCORED_METHODS}):
-            png = plots.curves_png(report["cells"], report["transitions"], n_components=K, ambient_dim=n,
-                                   samples_per=grid.samples_per)
-            width, height = plots.png_size(png)
-            store.store_figure(session, sweep_id, "curves", K, n, png, width, height)
-        result = {"sweep_id": str(sweep_id), "n_fits": grid.n_fits, "fits_done": fits,
-                  "transitions": [{"method": t["method"], "n_components": t["n_components"],
-                                   "ambient_dim": t["ambient_dim"], "linear_fit": t["linear_fit"]}
-                                  for t in report["transitions"]]}
-        status = store.finish_sweep(session, sweep_id, result)
-    logger.info("sweep %s finished: %s (%d fits)", sweep_id, status, fits)
-    return None if status is None else str(status)
 
 
 # --- the reaper's share ------------------------------------------------------------------------------

@@ -43,7 +43,6 @@ __all__ = [
     "first_crossing",
     "fit_line",
     "fit_logistic",
-    "format_table",
 ]
 
 
@@ -380,35 +379,3 @@ def build_report(grid: dict[str, Any], trials: Sequence[TrialLike]) -> SweepRepo
         grid=dict(grid), cells=cells, transitions=transitions, n_trials=len(trials),
         total_fit_seconds=float(sum(t.fit_seconds for t in trials)),
     )
-
-
-def format_table(report: SweepReport, method: str, n_components: int, ambient_dim: int) -> str:
-    """Text table of success % (rows d, columns N or N_k) plus N*(d) and N50 (spec section 7)."""
-    sel = [c for c in report.cells
-           if (c.method, c.n_components, c.ambient_dim) == (method, n_components, ambient_dim)]
-    if not sel:
-        return f"(no results for method={method}, K={n_components}, n={ambient_dim})"
-    per = report.grid.get("samples_per", "component")
-    label = "N_k" if per == "component" and n_components > 1 else "N"
-    ds = sorted({c.d for c in sel})
-    ns = sorted({c.samples for c in sel})
-    rate = {(c.d, c.samples): c.success_rate for c in sel}
-    tr = report.transition(method, n_components, ambient_dim)
-    star = {r.d: r for r in tr.rows} if tr else {}
-    head = f"{'d ' + chr(92) + ' ' + label:>7} |" + "".join(f"{s:>5}" for s in ns) + " |   N*    N50"
-    lines = [f"{method}  K={n_components}  n={ambient_dim}  (success %)", head, "-" * len(head)]
-    for d in ds:
-        cells = "".join(f"{round(100 * rate[(d, s)]):>5}" if (d, s) in rate else "    ." for s in ns)
-        r = star.get(d)
-        n_star = "-" if r is None or r.n_star is None else str(r.n_star)
-        n50 = "-" if r is None or r.logistic.n50 is None else f"{r.logistic.n50:.2f}"
-        n50 += "*" if r is not None and r.logistic.status == "at_bound" else ""
-        lines.append(f"{d:>7} |{cells} | {n_star:>4} {n50:>6}")
-    if tr is not None and tr.linear_fit is not None:
-        lf = tr.linear_fit
-        r2 = "n/a" if lf.r2 is None else f"{lf.r2:.3f}"
-        sign = "-" if lf.intercept < 0 else "+"
-        lines.append(f"N* = {lf.slope:.3f} d {sign} {abs(lf.intercept):.3f}   (R^2 = {r2}, {lf.n_points} points)")
-    else:
-        lines.append("N* ~ d: fewer than 2 finite N* values, no line")
-    return "\n".join(lines)

@@ -6,13 +6,13 @@ from types import SimpleNamespace
 
 import pytest
 
+from molrg.sweeps.tables import format_table
 from molrg.sweeps.transition import (
     SweepReport,
     build_report,
     first_crossing,
     fit_line,
     fit_logistic,
-    format_table,
 )
 
 SAMPLES = list(range(2, 16))

@@ -10,12 +10,12 @@ import time
 from collections import Counter
 from pathlib import Path
 
+import pytest
+
 from molrg import spec
 from tests.sweeps.stack import SweepStack
 from tests.sweeps.test_sweeps_e2e import _submit, production_stack  # noqa: F401  (the fixture)
 from workers.plots import png_size
-
-import pytest
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
