@@ -143,6 +143,11 @@ def chunk_heartbeat(session: Session, claim: ChunkClaim, now: datetime | None = 
         # (_recount writes the counts alone when a chunk completes; the next beat adds the step again)
         counts = session.execute(select(Sweep.chunks_done, Sweep.chunks_total, Sweep.fits_done, Sweep.fits_total)
                                  .where(Sweep.id == claim.sweep_id)).one()
+        step, steps = float(progress["step"]), float(progress.get("total_steps") or 0)
+        if counts.chunks_total and steps:  # this chunk's training counts as its share, never moving back
+            share = (counts.chunks_done + step / steps) / counts.chunks_total
+            current = session.execute(select(Job.progress).where(Job.id == claim.job_id)).scalar_one_or_none()
+            job_values["progress"] = min(max(share, float(current or 0.0)), 0.999)
         job_values["progress_detail"] = {
             "chunks_done": int(counts.chunks_done), "chunks_total": int(counts.chunks_total or 0),
             "fits_done": int(counts.fits_done), "fits_total": int(counts.fits_total), "chunk": claim.index,

@@ -324,6 +324,23 @@ def sweeps() -> None:
     """Sample-complexity sweeps (submit one with ``molrg sweep``)."""
 
 
+@sweeps.command("list")
+@click.option("--limit", type=int, default=50, show_default=True)
+@client_command
+def list_sweeps(client: Client, as_json: bool, limit: int) -> None:
+    """List sweeps, newest first: id, status, fits and chunks done."""
+    page = client.sweeps.list(limit=limit)
+
+    def human() -> None:
+        for sw in page.items:
+            p = sw.raw.get("progress") or {}
+            click.echo(f"{sw.id}  {str(sw.status):<10} fits {p.get('fits_done')}/{p.get('fits_total')}  chunks "
+                       f"{p.get('chunks_done')}/{p.get('chunks_total') or '?'}  {sw.created_at:%Y-%m-%d %H:%M:%S}"
+                       if sw.created_at else f"{sw.id} {sw.status}")
+
+    _emit({"items": [sw.raw for sw in page.items], "next_cursor": page.next_cursor}, as_json, human)
+
+
 @sweeps.command("show")
 @click.argument("sweep_id")
 @client_command

@@ -82,6 +82,8 @@ def test_tiny_neural_sweep_over_http(production_stack: SweepStack) -> None:  # n
     shown = subprocess.run([*cli, "sweeps", "show", job["sweep_id"]], env=env, capture_output=True, text=True)
     assert shown.returncode == 0, shown.stderr
     assert "generalisation_score: method=neural" in shown.stdout and "collapse across d" in shown.stdout
+    listed = subprocess.run([*cli, "sweeps", "list"], env=env, capture_output=True, text=True)
+    assert listed.returncode == 0 and job["sweep_id"] in listed.stdout and "fits 18/18" in listed.stdout, listed
     plots = subprocess.run([*cli, "sweeps", "plots", job["sweep_id"], "-o", str(stack.data_dir / "figs")],
                            env=env, capture_output=True, text=True)
     assert plots.returncode == 0, plots.stderr
@@ -106,8 +108,10 @@ def test_sigkilled_worker_mid_neural_chunk_loses_and_duplicates_no_trial(product
             break
         assert time.monotonic() < deadline, stack.log("worker0")
         time.sleep(0.05)
-    detail = stack.client.get(f"/api/v1/jobs/{job['id']}").json()["progress_detail"]  # what `--wait` shows
+    running = stack.client.get(f"/api/v1/jobs/{job['id']}").json()
+    detail = running["progress_detail"]  # what `--wait` shows
     assert detail["total_steps"] == 2000 and detail["step"] >= 1 and detail["chunks_done"] >= 1, detail
+    assert 1 / 3 < running["progress"] < 1.0  # one of three chunks done, the next one's training counts
     stack.kill_worker(first)
     (killed,) = [c["index"] for c in stack.client.get(url).json()["chunks"] if c["status"] == "running"]
     assert 0 < training[0]["progress"]["step"] < 2000
