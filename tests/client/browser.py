@@ -8,9 +8,12 @@ DOM (``img.naturalWidth``, Swagger UI's state), not a dumped HTML string.
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import json
+import os
 import shutil
+import signal
 import subprocess
 import tempfile
 import time
@@ -32,11 +35,12 @@ class Browser:
 
     def __init__(self) -> None:
         assert CHROMIUM is not None, "chromium is not installed"
-        self._profile = tempfile.TemporaryDirectory()
+        self._profile = tempfile.mkdtemp(prefix="molrg-chromium-")
         self._exit = ExitStack()
-        self._proc = subprocess.Popen([CHROMIUM, *FLAGS, f"--user-data-dir={self._profile.name}", "about:blank"],
-                                      stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        port_file = Path(self._profile.name) / "DevToolsActivePort"
+        # its own process group, so close() ends the renderer/helper children too
+        self._proc = subprocess.Popen([CHROMIUM, *FLAGS, f"--user-data-dir={self._profile}", "about:blank"],
+                                      stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+        port_file = Path(self._profile) / "DevToolsActivePort"
         deadline = time.monotonic() + 60
         while not (port_file.exists() and port_file.read_text().strip()):
             if self._proc.poll() is not None or time.monotonic() > deadline:
@@ -95,7 +99,18 @@ class Browser:
             except subprocess.TimeoutExpired:
                 self._proc.kill()
                 self._proc.wait()
-            self._profile.cleanup()
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self._proc.pid, signal.SIGKILL)  # helpers still writing the profile
+            for attempt in range(20):  # a helper may flush the profile until it has exited
+                try:
+                    shutil.rmtree(self._profile)
+                    break
+                except FileNotFoundError:
+                    break
+                except OSError:
+                    if attempt == 19:
+                        raise
+                    time.sleep(0.1)
 
     def __enter__(self) -> Browser:
         return self
