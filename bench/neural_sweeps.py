@@ -61,6 +61,10 @@ def summary(sweep: dict[str, Any]) -> list[str]:
     for (m, d), pts in sorted(by.items()):
         lines.append(f"  {m:<10} d={d} gen/mem/on-support by N_k/d: " + "  ".join(
             f"{s}:{g:.2f}/{mm:.2f}/{o:.2f}" for s, g, mm, o in sorted(pts)))
+    for c in sorted(sweep["cells"], key=lambda c: (c["d"], c["samples"])):
+        for step, v in (c.get("by_step") or {}).items():
+            lines.append(f"  {c['method']:<10} d={c['d']} N_k/d={c['samples']} after {step} steps: gen/mem/on-support "
+                         f"{v['generalisation_score']:.2f}/{v['memorised_fraction']:.2f}/{v['on_support_fraction']:.2f}")
     return lines
 
 
@@ -71,6 +75,8 @@ def main() -> None:
     p.add_argument("--trials", type=int, default=2)
     p.add_argument("--steps", type=int, default=None, help="neural training steps (default: the fit default)")
     p.add_argument("--width", type=int, default=None, help="mlp width (default: the fit default)")
+    p.add_argument("--eval-at-steps", type=int, nargs="*", default=None,
+                   help="also score the networks after these training steps")
     p.add_argument("--figure", type=Path, default=None, help="write the curves PNG here")
     p.add_argument("--heatmap", type=Path, default=None, help="write the neural heatmap PNG here")
     p.add_argument("--json", type=Path, default=None)
@@ -78,6 +84,8 @@ def main() -> None:
     args = p.parse_args()
     neural = {k: v for k, v in (("steps", args.steps), ("width", args.width)) if v is not None}
     body = {**GRID, "trials": args.trials, "method_options": {"neural": neural} if neural else {}}
+    if args.eval_at_steps:
+        body["eval_at_steps"] = args.eval_at_steps
 
     extra = postgres_redis_env(redis_db=12) if args.backend == "postgres+redis" else {}
     # the cores shared between the worker processes, as `molrg up --workers N` does

@@ -223,6 +223,8 @@ class SweepTrial(Base):
     memorised_fraction: Mapped[float | None] = mapped_column(Float, default=None)
     generalisation_score: Mapped[float | None] = mapped_column(Float, default=None)
     on_support_fraction: Mapped[float | None] = mapped_column(Float, default=None)
+    # neural with eval_at_steps: {step: {score: value}} after each recorded training step
+    scores_by_step: Mapped[dict[str, Any] | None] = mapped_column(JSONType, default=None)
 
     __table_args__ = (
         UniqueConstraint("sweep_id", "method", "ambient_dim", "n_components", "d", "samples", "trial",

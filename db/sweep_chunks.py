@@ -32,7 +32,7 @@ from db.sweeps import (
 
 TRIAL_KEY = ("sweep_id", "method", "ambient_dim", "n_components", "d", "samples", "trial")
 TRIAL_COLUMNS = (*TRIAL_KEY, "chunk_index", "seed", "error", "mean_error", "success", "fit_seconds",
-                 "memorised_fraction", "generalisation_score", "on_support_fraction")
+                 "memorised_fraction", "generalisation_score", "on_support_fraction", "scores_by_step")
 
 
 @dataclass(frozen=True)

@@ -193,6 +193,12 @@ def show_sweep(s: dict[str, Any]) -> str:
         scored = [c for c in s["cells"] if c.get("generalisation_score") is not None]
         for value in ("generalisation_score", "memorised_fraction", "on_support_fraction"):
             lines += success_grids(scored, value)
+        steps = sorted({st for c in scored for st in (c.get("by_step") or {})}, key=int)
+        for st in steps:  # the same scores after earlier training steps (eval_at_steps)
+            for value in ("generalisation_score", "memorised_fraction"):
+                at_step = [{**c, f"{value}@{st}": ((c.get("by_step") or {}).get(st) or {}).get(value)}
+                           for c in scored if c.get("by_step")]
+                lines += success_grids(at_step, f"{value}@{st}")
     if s.get("chunks"):
         lines.append("chunks")
         rows = [{**c, "step": f"{p['step']}/{p['total_steps']}" if (p := c.get("progress") or {}).get("step")

@@ -91,6 +91,8 @@ class SweepCell(BaseModel):
                                                                   "on the true support and not memorised.")
     on_support_fraction: float | None = Field(None, description="Median over trials of the fraction of samples "
                                                                  "within one true subspace.")
+    by_step: dict[str, dict[str, float]] | None = Field(
+        None, description="neural with eval_at_steps: per training step, the median of each score over trials.")
 
 
 class LinearFit(BaseModel):

@@ -5,6 +5,7 @@ Reads only rows the workers wrote (report, trials, heatmap PNGs): no torch, molr
 
 import csv
 import io
+import json
 import uuid
 from typing import Any
 
@@ -39,7 +40,7 @@ from service.sweep_schemas import (
 
 SCORE_COLUMNS = ("memorised_fraction", "generalisation_score", "on_support_fraction")
 TRIAL_CSV_COLUMNS = ("method", "n_components", "ambient_dim", "d", "samples", "trial", "seed", "error",
-                     "mean_error", "success", "fit_seconds", "chunk", *SCORE_COLUMNS)
+                     "mean_error", "success", "fit_seconds", "chunk", *SCORE_COLUMNS, "scores_by_step")
 CELL_CSV_COLUMNS = ("method", "n_components", "ambient_dim", "d", "samples", "trials", "successes",
                     "success_rate", "error_median", "error_p90", "error_mean", *SCORE_COLUMNS)
 
@@ -148,7 +149,8 @@ def trials_csv(session: Session, principal: Principal, sweep_id: uuid.UUID) -> s
     rows: list[SweepTrial] = store.trial_rows(session, sweep.id)
     return _csv(TRIAL_CSV_COLUMNS, [
         (t.method, t.n_components, t.ambient_dim, t.d, t.samples, t.trial, t.seed, t.error, t.mean_error,
-         int(t.success), t.fit_seconds, t.chunk_index, *(getattr(t, c) for c in SCORE_COLUMNS)) for t in rows])
+         int(t.success), t.fit_seconds, t.chunk_index, *(getattr(t, c) for c in SCORE_COLUMNS),
+         json.dumps(t.scores_by_step, sort_keys=True) if t.scores_by_step else None) for t in rows])
 
 
 def cells_csv(session: Session, principal: Principal, sweep_id: uuid.UUID) -> str:

@@ -37,7 +37,7 @@ def _report(session: Session, sweep_id: uuid.UUID) -> tuple[dict[str, Any], int,
                                                                  else r.error),
                           success=bool(r.success), fit_seconds=float(r.fit_seconds),
                           memorised_fraction=r.memorised_fraction, generalisation_score=r.generalisation_score,
-                          on_support_fraction=r.on_support_fraction) for r in rows]
+                          on_support_fraction=r.on_support_fraction, scores_by_step=r.scores_by_step) for r in rows]
     return report_dict(summarise(grid, trials).to_dict()), len(trials), grid
 
 

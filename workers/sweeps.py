@@ -269,7 +269,7 @@ def trial_row(t: TrialResult) -> dict[str, Any]:
             "mean_error": float(t.mean_error) if math.isfinite(t.mean_error) else None,
             "success": bool(t.success), "fit_seconds": float(t.fit_seconds),
             "memorised_fraction": t.memorised_fraction, "generalisation_score": t.generalisation_score,
-            "on_support_fraction": t.on_support_fraction}
+            "on_support_fraction": t.on_support_fraction, "scores_by_step": t.scores_by_step}
 
 
 # --- the reaper's share ------------------------------------------------------------------------------

@@ -1,4 +1,4 @@
-"""neural sweeps: per-trial sample scores, chunk progress, sweep figures (spec section 14)
+"""neural sweeps: per-trial sample scores (and by training step), chunk progress, sweep figures (spec section 14)
 
 Revision ID: 3f7a1c9e5b20
 Revises: 9d2e5a7b3c41
@@ -20,7 +20,9 @@ def upgrade() -> None:
     # Nullable columns added in place (no table rebuild on SQLite, so no cascades fire).
     for name in _SCORES:
         op.add_column('sweep_trials', sa.Column(name, sa.Float(), nullable=True))
-    op.add_column('sweep_chunks', sa.Column('progress', sa.JSON().with_variant(postgresql.JSONB(), 'postgresql'), nullable=True))
+    json = sa.JSON().with_variant(postgresql.JSONB(), 'postgresql')
+    op.add_column('sweep_trials', sa.Column('scores_by_step', json, nullable=True))
+    op.add_column('sweep_chunks', sa.Column('progress', json, nullable=True))
     op.create_table(
         'sweep_figures',
         sa.Column('sweep_id', sa.Uuid(), nullable=False),
@@ -41,5 +43,5 @@ def downgrade() -> None:
     with op.batch_alter_table('sweep_chunks') as batch:
         batch.drop_column('progress')
     with op.batch_alter_table('sweep_trials') as batch:
-        for name in _SCORES:
+        for name in (*_SCORES, 'scores_by_step'):
             batch.drop_column(name)

@@ -13,7 +13,7 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 from torch import Tensor
@@ -48,13 +48,15 @@ TrainCallback = Callable[[TrainProgress], bool | None]
 @dataclass
 class EnsembleResult:
     """``networks``: the denoising weights (the EMA when ``config.ema > 0``); ``loss_history``:
-    (B, steps_done) float64 CPU, per member and step; ``stopped``: the callback ended training."""
+    (B, steps_done) float64 CPU, per member and step; ``stopped``: the callback ended training;
+    ``snapshots``: the denoising weights after each requested step (``snapshot_steps``)."""
 
     networks: StackedNetworks
     loss_history: Tensor
     steps_done: int
     stopped: bool
     seconds: float
+    snapshots: dict[int, StackedNetworks] = field(default_factory=dict)
 
 
 def data_sigma(X: Tensor) -> float:
@@ -119,12 +121,15 @@ def train_ensemble(
     dtype: torch.dtype = torch.float32,
     callback: TrainCallback | None = None,
     callback_every: int = 1,
+    snapshot_steps: Sequence[int] = (),
 ) -> EnsembleResult:
     """Train one member per dataset (each (N_b, n), N_b may differ) with seeds ``seeds[b]``.
 
     ``sigma_data``: per member, one for all, or None (``config.sigma_data``, else from each
     member's data). ``callback(TrainProgress)`` runs every ``callback_every`` steps and after the
     last; returning True stops training after that step (the weights so far are returned).
+    ``snapshot_steps``: also keep a copy of the denoising weights after each of these steps (memorisation
+    against training time, spec section 14).
     """
     _check_datasets(datasets)
     B = len(datasets)
@@ -165,6 +170,8 @@ def train_ensemble(
     idx = torch.empty((B, chunk, bs), dtype=torch.int64, device=dev)
     sig = torch.empty((B, chunk, bs), dtype=dtype, device=dev)
     eps = torch.empty((B, chunk, bs, n), dtype=dtype, device=dev)
+    snap_at = {int(s) for s in snapshot_steps}
+    snapshots: dict[int, StackedNetworks] = {}
     t0 = time.perf_counter()
     step, stopped = 0, False
     while step < config.steps and not stopped:
@@ -192,6 +199,10 @@ def train_ensemble(
                         e.lerp_(params[k], 1.0 - config.ema)
             history[:, step] = losses.detach()
             step += 1
+            if step in snap_at:
+                weights = ema if ema is not None else params
+                snapshots[step] = StackedNetworks(config, n, {k: v.detach().clone() for k, v in weights.items()},
+                                                  torch.tensor(sds))
             if callback is not None and (step % callback_every == 0 or step == config.steps):
                 progress = TrainProgress(step, config.steps, history[:, step - 1].tolist(), time.perf_counter() - t0)
                 if callback(progress):
@@ -199,4 +210,4 @@ def train_ensemble(
                     break
     final = ema if ema is not None else {k: v.detach() for k, v in params.items()}
     out = StackedNetworks(config, n, {k: v.detach().clone() for k, v in final.items()}, torch.tensor(sds))
-    return EnsembleResult(out, history[:, :step].cpu(), step, stopped, time.perf_counter() - t0)
+    return EnsembleResult(out, history[:, :step].cpu(), step, stopped, time.perf_counter() - t0, snapshots)

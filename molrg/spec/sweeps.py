@@ -94,6 +94,10 @@ class SweepSpec(_Spec):
                                           "exact) for its memorisation / generalisation scores.")
     eval_steps: int = Field(default=18, ge=1, le=1000,
                             description="Heun steps of those samples (Karras grid, as the sample jobs).")
+    eval_at_steps: list[int] = Field(default_factory=list, max_length=32,
+                                     description="neural: also score each trial's network after these training "
+                                                 "steps (memorisation against training time; each < steps); "
+                                                 "per cell in by_step.")
     seed: Seed = Field(default=0, description="Sweep seed; trial seeds derive from it.")
 
     def ambient_dims(self) -> list[int]:
@@ -160,6 +164,15 @@ def sweep_errors(spec: SweepSpec) -> list[FieldIssue]:
     if neural is not None and neural.split != "none":
         out.append(FieldIssue("method_options.neural.split", "a sweep trains one network per trial on all of its "
                                                              "data; use split 'halves' in a neural fit"))
+    if spec.eval_at_steps:
+        total = (neural or NeuralOptions()).steps
+        if "neural" not in spec.methods:
+            out.append(FieldIssue("eval_at_steps", "scores networks during training: needs 'neural' in methods"))
+        elif len(set(spec.eval_at_steps)) != len(spec.eval_at_steps):
+            out.append(FieldIssue("eval_at_steps", f"{spec.eval_at_steps} has duplicates"))
+        elif not all(1 <= v < total for v in spec.eval_at_steps):
+            out.append(FieldIssue("eval_at_steps", f"each step must be in [1, {total - 1}] (the final step "
+                                                   f"{total} is always scored), got {spec.eval_at_steps}"))
     if spec.samples_per == "total" and spec.scored_methods():
         out.append(FieldIssue("samples_per", "neural, empirical and exact are compared per component: use "
                                              "'dim_ratio' (N_k / d) or 'component'"))

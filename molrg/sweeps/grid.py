@@ -85,11 +85,13 @@ class SweepGrid:
     seed: int = 0
     eval_samples: int = 256
     eval_steps: int = 18
+    eval_at_steps: tuple[int, ...] = ()
 
     def __post_init__(self) -> None:
         for name in ("ambient_dims", "n_components", "dims", "samples"):
             object.__setattr__(self, name, _ints(name, getattr(self, name)))
         object.__setattr__(self, "methods", tuple(str(m) for m in self.methods))
+        object.__setattr__(self, "eval_at_steps", tuple(sorted(int(v) for v in self.eval_at_steps)))
         opts = {str(k): dict(v) for k, v in dict(self.method_options).items()}
         object.__setattr__(self, "method_options", opts)
 
@@ -102,6 +104,7 @@ class SweepGrid:
             "noise_std": self.noise_std, "orthogonal": self.orthogonal,
             "success_threshold": self.success_threshold, "seed": self.seed,
             "eval_samples": self.eval_samples, "eval_steps": self.eval_steps,
+            "eval_at_steps": list(self.eval_at_steps),
         })
 
     @classmethod
@@ -114,6 +117,7 @@ class SweepGrid:
             method_options={m: o.model_dump(exclude_unset=True) for m, o in sweep.method_options.given().items()},
             noise_std=sweep.noise_std, orthogonal=sweep.orthogonal, success_threshold=sweep.success_threshold,
             seed=sweep.seed, eval_samples=sweep.eval_samples, eval_steps=sweep.eval_steps,
+            eval_at_steps=tuple(sweep.eval_at_steps),
         )
 
     def validate(self) -> SweepGrid:
@@ -169,7 +173,7 @@ class SweepGrid:
     def to_dict(self) -> dict[str, Any]:
         """JSON-able dict; :meth:`from_dict` inverts it."""
         out = asdict(self)
-        for name in ("ambient_dims", "n_components", "dims", "samples", "methods"):
+        for name in ("ambient_dims", "n_components", "dims", "samples", "methods", "eval_at_steps"):
             out[name] = list(out[name])
         return out
 

@@ -72,6 +72,7 @@ class TrialResult:
     memorised_fraction: float | None = None
     generalisation_score: float | None = None
     on_support_fraction: float | None = None
+    scores_by_step: dict[str, dict[str, float]] | None = None  # neural with eval_at_steps: step -> scores
 
     @property
     def key(self) -> tuple[int, int, int, int, str, int, str]:
@@ -294,6 +295,7 @@ def _run_scored_methods(grid: SweepGrid, methods: list[str], groups: dict[tuple[
                     error=o.error, mean_error=o.mean_error, success=bool(o.generalisation_score >= SUCCESS_SCORE),
                     fit_seconds=o.seconds, info=dict(o.info), memorised_fraction=o.memorised_fraction,
                     generalisation_score=o.generalisation_score, on_support_fraction=o.on_support_fraction,
+                    scores_by_step=o.scores_by_step,
                 ))
             done += len(units)
             if callback is not None and callback(SweepProgress(done, total, method, units[0].cell, len(units),

@@ -20,11 +20,15 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import torch
 from torch import Tensor
 
 from molrg.sweeps.grid import Cell, SweepGrid, derive_seed
+
+if TYPE_CHECKING:
+    from molrg.neural.ensemble import StackedNetworks
 
 __all__ = [
     "JACOBIAN_POINTS",
@@ -69,6 +73,7 @@ class ScoredOutcome:
     generalisation_score: float
     seconds: float
     info: dict[str, float | int | None]
+    scores_by_step: dict[str, dict[str, float]] | None = None  # neural with eval_at_steps: step -> scores
 
 
 @dataclass(frozen=True)
@@ -91,8 +96,19 @@ def eval_seed(grid: SweepGrid, cell: Cell, trial: int) -> int:
     return derive_seed(int(grid.seed), "eval", *(int(v) for v in cell), int(trial))
 
 
+def _members_denoiser(nets: StackedNetworks, B: int) -> Denoiser:
+    """The B members as one flat ``D(x (B M, n), sigma (B M,))``: member b denoises rows b M .. (b+1) M."""
+
+    def denoiser(x: Tensor, sigma: Tensor) -> Tensor:
+        xb = x.reshape(B, -1, x.shape[-1])
+        return nets.denoise_members(xb, sigma.reshape(B, -1)).reshape(x.shape).to(x.dtype)
+
+    return denoiser
+
+
 def _neural_denoiser(grid: SweepGrid, trials: Sequence[ScoredTrial], device: torch.device | str | None,
-                     on_step: Callable[[TrainStep], bool | None] | None) -> tuple[Denoiser | None, dict]:
+                     on_step: Callable[[TrainStep], bool | None] | None
+                     ) -> tuple[Denoiser | None, dict, dict[int, Denoiser]]:
     from molrg import spec
     from molrg.neural.config import NeuralConfig
     from molrg.neural.training import train_ensemble
@@ -109,19 +125,14 @@ def _neural_denoiser(grid: SweepGrid, trials: Sequence[ScoredTrial], device: tor
         return bool(on_step(TrainStep(p.step, p.total_steps, B, sum(loss) / len(loss))))  # type: ignore[attr-defined]
 
     result = train_ensemble(config, [t.X for t in trials], [network_seed(grid, t.cell, t.trial) for t in trials],
-                            device=device, callback=callback, callback_every=every)
+                            device=device, callback=callback, callback_every=every, snapshot_steps=grid.eval_at_steps)
     info = {"train_seconds": result.seconds / B, "steps_done": result.steps_done,
             "n_parameters": result.networks.n_parameters,
             "final_loss": result.loss_history[:, -1].tolist() if result.steps_done else None}
     if result.stopped:
-        return None, info
-    nets = result.networks
-
-    def denoiser(x: Tensor, sigma: Tensor) -> Tensor:
-        xb = x.reshape(B, -1, x.shape[-1])
-        return nets.denoise_members(xb, sigma.reshape(B, -1)).reshape(x.shape).to(x.dtype)
-
-    return denoiser, info
+        return None, info, {}
+    snapshots = {step: _members_denoiser(nets, B) for step, nets in sorted(result.snapshots.items())}
+    return _members_denoiser(result.networks, B), info, snapshots
 
 
 def _empirical_denoiser(trials: Sequence[ScoredTrial], device: torch.device | str | None) -> Denoiser:
@@ -212,16 +223,13 @@ def run_scored(
     on_step: Callable[[TrainStep], bool | None] | None = None,
 ) -> list[ScoredOutcome] | None:
     """Scores of ``method`` on every trial (all of one n and K); None when ``on_step`` stopped training."""
-    from molrg.analysis.scores import memorised_mask, on_support_mask
-    from molrg.sampling.samplers import initial_noise, sample_heun
-    from molrg.sampling.schedules import get_sigmas_karras
-
     if not trials:
         return []
     t0 = time.perf_counter()
     info: dict = {}
+    snapshots: dict[int, Denoiser] = {}
     if method == "neural":
-        denoiser, info = _neural_denoiser(grid, trials, device, on_step)
+        denoiser, info, snapshots = _neural_denoiser(grid, trials, device, on_step)
         if denoiser is None:
             return None
     elif method == "empirical":
@@ -230,25 +238,46 @@ def run_scored(
         denoiser = _exact_denoiser(trials)
     else:
         raise ValueError(f"method={method!r} is not sample-scored (neural, empirical, exact)")
+    emax, emean = _readout_errors(denoiser, grid, trials, device)
+    final = _sample_scores(denoiser, grid, trials, device)
+    by_step = {step: _sample_scores(D, grid, trials, device) for step, D in snapshots.items()}
+    out = []
+    seconds = (time.perf_counter() - t0) / len(trials)
+    for b in range(len(trials)):
+        row = {k: (v[b] if isinstance(v, list) else v) for k, v in info.items()}
+        mem, sup, gen, finite = final[b]
+        row["finite_samples"] = int(finite)
+        out.append(ScoredOutcome(
+            error=emax[b], mean_error=emean[b], memorised_fraction=mem, on_support_fraction=sup,
+            generalisation_score=gen, seconds=seconds, info=row,
+            scores_by_step={str(step): dict(zip(SCORE_NAMES, scores[b][:3], strict=True))
+                            for step, scores in by_step.items()} or None,
+        ))
+    return out
+
+
+SCORE_NAMES = ("memorised_fraction", "on_support_fraction", "generalisation_score")
+
+
+def _sample_scores(denoiser: Denoiser, grid: SweepGrid, trials: Sequence[ScoredTrial],
+                   device: torch.device | str | None) -> list[tuple[float, float, float, bool]]:
+    """Per trial (memorised, on support, generalisation, finite) of ``eval_samples`` Heun samples (section 13)."""
+    from molrg.analysis.scores import memorised_mask, on_support_mask
+    from molrg.sampling.samplers import initial_noise, sample_heun
+    from molrg.sampling.schedules import get_sigmas_karras
+
     B, M, n = len(trials), int(grid.eval_samples), int(trials[0].X.shape[1])
     sigmas = get_sigmas_karras(int(grid.eval_steps), 0.002, 80.0, 7.0, device=device)
     x0 = torch.cat([initial_noise(M, n, eval_seed(grid, t.cell, t.trial), sigma_max=float(sigmas[0]), device=device)
                     for t in trials])
     with torch.no_grad():
         samples = sample_heun(denoiser, x0, sigmas).reshape(B, M, n).to(torch.float64).cpu()
-    emax, emean = _readout_errors(denoiser, grid, trials, device)
     out = []
-    seconds = (time.perf_counter() - t0) / B
     for b, t in enumerate(trials):
         x = samples[b]
         finite = bool(torch.isfinite(x).all())
         mem = memorised_mask(x, t.X.cpu()) if finite and t.X.shape[0] >= 2 else torch.zeros(M, dtype=torch.bool)
         sup = on_support_mask(x, t.bases.to(torch.float64).cpu()) if finite else torch.zeros(M, dtype=torch.bool)
-        row = {k: (v[b] if isinstance(v, list) else v) for k, v in info.items()}
-        row["finite_samples"] = int(finite)
-        out.append(ScoredOutcome(
-            error=emax[b], mean_error=emean[b], memorised_fraction=float(mem.double().mean()),
-            on_support_fraction=float(sup.double().mean()),
-            generalisation_score=float((~mem & sup).double().mean()), seconds=seconds, info=row,
-        ))
+        out.append((float(mem.double().mean()), float(sup.double().mean()), float((~mem & sup).double().mean()),
+                    finite))
     return out

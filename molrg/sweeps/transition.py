@@ -204,6 +204,7 @@ class CellSummary:
     memorised_fraction: float | None = None
     generalisation_score: float | None = None
     on_support_fraction: float | None = None
+    by_step: dict[str, dict[str, float]] | None = None  # neural with eval_at_steps: step -> median scores
 
 
 @dataclass(frozen=True)
@@ -306,6 +307,16 @@ def _median(values: list[float | None]) -> float | None:
     return float(np.median(vals)) if vals else None
 
 
+def _by_step(group: Sequence[TrialLike]) -> dict[str, dict[str, float]] | None:
+    """Median over trials of each score at each recorded training step (section 14)."""
+    rows = [r for g in group if (r := getattr(g, "scores_by_step", None))]
+    if not rows:
+        return None
+    steps = sorted({s for r in rows for s in r}, key=int)
+    return {s: {name: float(np.median([r[s][name] for r in rows if s in r])) for name in rows[0][steps[0]]}
+            for s in steps}
+
+
 def _scored_row(row: list[CellSummary], groups: dict[tuple[str, int, int, int, int], list[TrialLike]],
                 key: tuple[str, int, int, int], M: int, log_axis: bool) -> tuple[int | None, LogisticFit]:
     """First grid value with median generalisation >= 0.5, and the logistic of the generalised samples."""
@@ -348,6 +359,7 @@ def build_report(grid: dict[str, Any], trials: Sequence[TrialLike]) -> SweepRepo
             memorised_fraction=_median([getattr(g, "memorised_fraction", None) for g in group]),
             generalisation_score=_median([getattr(g, "generalisation_score", None) for g in group]),
             on_support_fraction=_median([getattr(g, "on_support_fraction", None) for g in group]),
+            by_step=_by_step(group),
         ))
     ratio_axis = grid.get("samples_per") == "dim_ratio"
     M = int(grid.get("eval_samples", 256))

@@ -176,3 +176,31 @@ def test_reproduce_runs_the_neural_grid(tmp_path, capsys, monkeypatch) -> None:
     report = out["experiments"][0]["report"]
     methods = {c["method"] for c in report["cells"]}
     assert methods == {"neural", "empirical", "exact", "diffusion"} and (tmp_path / "r.json").exists()
+
+
+def test_eval_at_steps_scores_the_networks_during_training() -> None:
+    g = grid(methods=("neural",), trials=1, eval_at_steps=(10, 25))
+    with pytest.raises(ValueError, match="eval_at_steps"):
+        grid(methods=("neural",), eval_at_steps=(40,)).validate()  # the final step is always scored
+    with pytest.raises(ValueError, match="eval_at_steps"):
+        grid(methods=("exact",), eval_at_steps=(10,)).validate()
+    trials = run_chunk(g, plan_chunks(g)[0])
+    for t in trials:
+        assert t.scores_by_step is not None and set(t.scores_by_step) == {"10", "25"}
+        for scores in t.scores_by_step.values():
+            assert set(scores) == {"memorised_fraction", "on_support_fraction", "generalisation_score"}
+            assert all(0.0 <= v <= 1.0 for v in scores.values())
+    report = summarise(g, trials)
+    cell = report.cells[0]
+    assert cell.by_step is not None and cell.by_step["10"]["generalisation_score"] == \
+        [t for t in trials if (t.d, t.samples) == (cell.d, cell.samples)][0].scores_by_step["10"]["generalisation_score"]
+    # a snapshot is the network at that step: the networks of a 25-step run equal the 25-step snapshot
+    from molrg.neural.config import NeuralConfig
+    from molrg.neural.training import train_ensemble
+
+    X = [torch.randn(12, 8, generator=torch.Generator().manual_seed(1))]
+    cfg = NeuralConfig(**TINY_NET, lr_schedule="constant")
+    full = train_ensemble(cfg, X, [3], snapshot_steps=[25])
+    short = train_ensemble(NeuralConfig(**{**TINY_NET, "steps": 25}, lr_schedule="constant"), X, [3])
+    for k, v in short.networks.params.items():
+        torch.testing.assert_close(full.snapshots[25].params[k], v)

@@ -42,7 +42,7 @@ def test_tiny_neural_sweep_over_http(production_stack: SweepStack) -> None:  # n
     stack = production_stack
     stack.env["MOLRG_SWEEP_CHUNK_BYTES"] = _chunk_bytes(3, 300)
     stack.start_worker()
-    body = {**TINY, "method_options": {"neural": {**NET, "steps": 300}}}
+    body = {**TINY, "method_options": {"neural": {**NET, "steps": 300}}, "eval_at_steps": [100]}
     job = _submit(stack, body)
     assert job["n_fits"] == 2 * 3 * 1 * 3
     done = stack.wait_job(job["id"], timeout=240)
@@ -62,6 +62,10 @@ def test_tiny_neural_sweep_over_http(production_stack: SweepStack) -> None:  # n
             assert c["memorised_fraction"] >= 0.9 and c["generalisation_score"] <= 0.1
         if method == "exact":
             assert c["on_support_fraction"] == 1.0
+        if method == "neural":  # also scored after 100 of its 300 steps
+            assert set(c["by_step"]) == {"100"} and 0.0 <= c["by_step"]["100"]["generalisation_score"] <= 1.0
+        else:
+            assert c["by_step"] is None
     lines = {t["method"]: t for t in sweep["transitions"]}
     assert set(lines) == {"neural", "empirical", "exact"}
     for t in lines.values():
@@ -70,6 +74,7 @@ def test_tiny_neural_sweep_over_http(production_stack: SweepStack) -> None:  # n
     assert [r["n_star"] for r in lines["exact"]["rows"]] == [1, 1]  # generalises from the first ratio
     rows = _trials(stack, job["sweep_id"])
     assert len(rows) == 18 and all(r["generalisation_score"] != "" for r in rows)
+    assert all((r["scores_by_step"] != "") == (r["method"] == "neural") for r in rows)
     (figure,) = sweep["figures"]
     assert figure["kind"] == "curves"
     png = stack.client.get(figure["url"])
@@ -82,6 +87,7 @@ def test_tiny_neural_sweep_over_http(production_stack: SweepStack) -> None:  # n
     shown = subprocess.run([*cli, "sweeps", "show", job["sweep_id"]], env=env, capture_output=True, text=True)
     assert shown.returncode == 0, shown.stderr
     assert "generalisation_score: method=neural" in shown.stdout and "collapse across d" in shown.stdout
+    assert "generalisation_score@100: method=neural" in shown.stdout
     listed = subprocess.run([*cli, "sweeps", "list"], env=env, capture_output=True, text=True)
     assert listed.returncode == 0 and job["sweep_id"] in listed.stdout and "fits 18/18" in listed.stdout, listed
     plots = subprocess.run([*cli, "sweeps", "plots", job["sweep_id"], "-o", str(stack.data_dir / "figs")],
