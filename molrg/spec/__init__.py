@@ -47,7 +47,6 @@ from molrg.spec.datasets import (
 )
 from molrg.spec.fits import (
     FIT_OPTIONS,
-    MAX_NEURAL_PARAMETERS,
     WORKSPACE_BYTES,
     DiffusionFit,
     DiffusionOptions,
@@ -56,7 +55,6 @@ from molrg.spec.fits import (
     FitSpec,
     FitVariant,
     NeuralFit,
-    NeuralOptions,
     PCAFit,
     PCAOptions,
     SubspaceClusteringFit,
@@ -64,10 +62,14 @@ from molrg.spec.fits import (
     fit_errors,
     fit_peak_bytes,
     fit_spec_errors,
+    parse_options,
+)
+from molrg.spec.networks import (
+    MAX_NEURAL_PARAMETERS,
+    NeuralOptions,
     image_shape,
     neural_member_bytes,
     neural_parameter_count,
-    parse_options,
     unet_layout,
 )
 from molrg.spec.sampling import SampleJob, SampleSpec

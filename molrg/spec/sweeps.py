@@ -22,11 +22,11 @@ from molrg.spec.fits import (
     FIT_OPTIONS,
     DiffusionOptions,
     EmpiricalOptions,
-    NeuralOptions,
     PCAOptions,
     SubspaceClusteringOptions,
     fit_errors,
 )
+from molrg.spec.networks import NeuralOptions
 
 # ---------------------------------------------------------------- sweeps (section 7)
 

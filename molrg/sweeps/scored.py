@@ -262,7 +262,7 @@ SCORE_NAMES = ("memorised_fraction", "on_support_fraction", "generalisation_scor
 def _sample_scores(denoiser: Denoiser, grid: SweepGrid, trials: Sequence[ScoredTrial],
                    device: torch.device | str | None) -> list[tuple[float, float, float, bool]]:
     """Per trial (memorised, on support, generalisation, finite) of ``eval_samples`` Heun samples (section 13)."""
-    from molrg.analysis.scores import memorised_mask, on_support_mask
+    from molrg.analysis.scores import sample_scores
     from molrg.sampling.samplers import initial_noise, sample_heun
     from molrg.sampling.schedules import get_sigmas_karras
 
@@ -275,9 +275,11 @@ def _sample_scores(denoiser: Denoiser, grid: SweepGrid, trials: Sequence[ScoredT
     out = []
     for b, t in enumerate(trials):
         x = samples[b]
-        finite = bool(torch.isfinite(x).all())
-        mem = memorised_mask(x, t.X.cpu()) if finite and t.X.shape[0] >= 2 else torch.zeros(M, dtype=torch.bool)
-        sup = on_support_mask(x, t.bases.to(torch.float64).cpu()) if finite else torch.zeros(M, dtype=torch.bool)
-        out.append((float(mem.double().mean()), float(sup.double().mean()), float((~mem & sup).double().mean()),
-                    finite))
+        if not bool(torch.isfinite(x).all()):  # nothing on support, nothing generalised
+            out.append((0.0, 0.0, 0.0, False))
+            continue
+        s = sample_scores(x, t.X.cpu() if t.X.shape[0] >= 2 else None, t.bases.to(torch.float64).cpu())
+        on_support = s["true"]["on_support_fraction"]
+        mem = s.get("memorisation", {"memorised_fraction": 0.0, "generalisation_score": on_support})
+        out.append((mem["memorised_fraction"], on_support, mem["generalisation_score"], True))
     return out
