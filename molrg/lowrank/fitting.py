@@ -22,6 +22,7 @@ from molrg.analysis.metrics import subspace_clustering_objective
 from molrg.bases import column_mask
 from molrg.exceptions import NonZeroMeanWarning
 from molrg.lowrank.convergence import optimum_distance
+from molrg.lowrank.exact_steps import ExactLossSteps
 from molrg.lowrank.ksubspaces import k_subspaces, seed_bases, valid_rows
 from molrg.lowrank.losses import (
     LossCoefficients,
@@ -202,10 +203,6 @@ def _initial_bases(
     return (U * column_mask(dims, dmax, like=U)).to(device=X.device, dtype=X.dtype).contiguous(), info
 
 
-def _subset(c: float | Tensor, rows: Tensor) -> float | Tensor:
-    return c[rows] if isinstance(c, Tensor) else c
-
-
 def _train(
     X: Tensor, dims: Sequence[int], opts: dict[str, Any], g: torch.Generator, callback: Callback | None
 ) -> tuple[Tensor, Tensor, dict[str, Any]]:
@@ -225,14 +222,17 @@ def _train(
     w = row_weights(X, opts["n_valid"])  # (B, N)
     U, info = _initial_bases(X, dims, opts["init"], R, g, valid, opts)
     coef = _coefficients(X, opts, w)
-    kappa = torch.as_tensor(coef.kappa, dtype=X.dtype, device=X.device).expand(B)  # (B,)
-    energy = (w * X.square().sum(-1)).sum(-1)  # (B,) tr(X^T X)/N
-    scale = (2 * kappa * energy).clamp_min(torch.finfo(X.dtype).tiny)  # gradient scale per trial
-    eps = math.sqrt(torch.finfo(X.dtype).eps) * scale.view(B, 1, 1, 1, 1)
-    opt = StiefelOptimizer(dims, opts["optimizer"], opts["retraction"], eps=eps)
     history = torch.zeros(B, T + 1, dtype=X.dtype, device=X.device)  # loss after j = 0..T updates
     lr0, every, tol = float(opts["lr"]), int(opts["callback_every"]), opts["tol"]
-    if model == "softmax":
+    if exact:  # fused steps in frame layout (molrg.lowrank.exact_steps), equal to StiefelOptimizer's
+        fits = ExactLossSteps(U, X, w, dims, coef, opts["optimizer"], opts["retraction"])
+    else:
+        kappa = torch.as_tensor(coef.kappa, dtype=X.dtype, device=X.device).expand(B)  # (B,)
+        energy = (w * X.square().sum(-1)).sum(-1)  # (B,) tr(X^T X)/N
+        scale = (2 * kappa * energy).clamp_min(torch.finfo(X.dtype).tiny)  # gradient scale per trial
+        eps = math.sqrt(torch.finfo(X.dtype).eps) * scale.view(B, 1, 1, 1, 1)
+        opt = StiefelOptimizer(dims, opts["optimizer"], opts["retraction"], eps=eps)
+        sgd_scale = (scale / 2).view(B, 1, 1, 1, 1)
         nv = valid.sum(-1).to(X.dtype)
         sched = get_schedule(opts["schedule"])
         sd = _sigma_data(X, opts, w)
@@ -253,16 +253,18 @@ def _train(
 
     # Active set: trials still training. Finished ones keep their bases in U_out and their last loss.
     act = torch.arange(B, device=X.device)
-    Xa, wa, Ua, coef_a, sgd_scale = X, w, U, coef, (scale / 2).view(B, 1, 1, 1, 1)
+    Xa, wa, Ua = X, w, U
     U_out = U.clone()
     frozen = torch.zeros(B, R, dtype=torch.bool, device=X.device)
+    any_frozen = False  # whether an active fit has a frozen restart (known on the host at each check)
     dist = torch.full((B, R), float("inf"), dtype=X.dtype, device=X.device)
     done_step = torch.full((B,), T, dtype=torch.long, device=X.device)
     done_loss = torch.zeros(B, dtype=X.dtype, device=X.device)
     steps_run, stopped, all_done = 0, False, False
     for i in range(1, T + 1):  # update i moves U_{i-1} to U_i
         if exact:
-            loss, egrad, _ = hardmax_loss_and_grad(Ua, Xa, dims, coef_a, wa)
+            loss = fits.loss()
+            Ua = fits.U
         else:
             x0, s_t, g_t, lam, e = draws(g, R, M)
             Ug = Ua.detach().requires_grad_(True)
@@ -280,11 +282,11 @@ def _train(
                 rows, keep = fin.nonzero().squeeze(-1), (~fin).nonzero().squeeze(-1)
                 b_fin = act[rows]
                 U_out[b_fin], done_step[b_fin], done_loss[b_fin] = Ua[rows], i - 1, best_loss[rows]
-                act, Xa, wa, Ua = act[keep], Xa[keep], wa[keep], Ua[keep]
-                coef_a = LossCoefficients(*(_subset(c, keep) for c in (coef_a.A, coef_a.kappa, coef_a.D)))
-                sgd_scale, egrad, best_loss = sgd_scale[keep], egrad[keep], best_loss[keep]
-                opt.keep(keep)
+                act, Xa, wa, best_loss = act[keep], Xa[keep], wa[keep], best_loss[keep]
+                fits.keep(keep)
+                Ua = fits.U
                 all_done = act.numel() == 0
+            any_frozen = R > 1 and bool(frozen[act].any())
         if (i > 1 and (i - 1) % every == 0) or all_done:
             cur = done_loss.clone()
             cur[act] = best_loss
@@ -293,11 +295,16 @@ def _train(
                 stopped = not all_done
             if stopped or all_done:
                 break
-        if opts["optimizer"] == "sgd":
-            egrad = egrad / sgd_scale  # scale-free step: the gradient over kappa tr(X^T X)/N (per trial)
         lr = lr0 * (0.01 + 0.99 * 0.5 * (1 + math.cos(math.pi * (i - 1) / T)))  # cosine decay
-        Ua, _ = opt.step(Ua, egrad, lr, frozen=frozen[act] if exact else None)
+        if exact:
+            fits.step(lr, frozen=frozen[act] if any_frozen else None)
+        else:
+            if opts["optimizer"] == "sgd":
+                egrad = egrad / sgd_scale  # scale-free step: the gradient over kappa tr(X^T X)/N (per trial)
+            Ua, _ = opt.step(Ua, egrad, lr)
         steps_run = i
+    if exact and act.numel():
+        Ua = fits.U
     if act.numel():
         U_out[act] = Ua
         if exact and not stopped:

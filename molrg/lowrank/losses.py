@@ -133,7 +133,7 @@ def hardmax_loss_and_grad(
         sel = (weights[:, :, None] * P.square().sum(-1)).sum(1)  # (B, R')
         loss = _per_trial(coef.A, X, 2) * e0 - _per_trial(coef.kappa, X, 2) * sel + _per_trial(coef.D, X, 2) * dims[0]
         G = torch.bmm(X.transpose(1, 2), (weights[:, :, None, None] * P).view(B, N, M * dmax))
-        egrad = (-2.0 * _per_trial(coef.kappa, X, 4)) * G.view(B, n, M, dmax).permute(0, 2, 1, 3).reshape(
+        egrad = (-2.0 * _per_trial(coef.kappa, X, len(mid) + 4)) * G.view(B, n, M, dmax).permute(0, 2, 1, 3).reshape(
             B, *mid, K, n, dmax)
         return loss.reshape(B, *mid), egrad, torch.zeros(B, *mid, N, dtype=torch.long, device=X.device)
     energies = P.square().sum(-1).view(B, N, -1, K)  # (B, N, R', K)
@@ -145,7 +145,7 @@ def hardmax_loss_and_grad(
     loss = _per_trial(coef.A, X, 2) * e0 - _per_trial(coef.kappa, X, 2) * sel + _per_trial(coef.D, X, 2) * dsum
     ZP = (z.view(B, N, M, 1) * P).view(B, N, M * dmax)
     G = torch.bmm(X.transpose(1, 2), ZP).view(B, n, M, dmax).permute(0, 2, 1, 3)
-    egrad = (-2.0 * _per_trial(coef.kappa, X, 4)) * G.reshape(B, *mid, K, n, dmax)
+    egrad = (-2.0 * _per_trial(coef.kappa, X, len(mid) + 4)) * G.reshape(B, *mid, K, n, dmax)
     return loss.reshape(B, *mid), egrad, assign.permute(0, 2, 1).reshape(B, *mid, N)
 
 
