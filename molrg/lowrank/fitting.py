@@ -23,20 +23,20 @@ from molrg.bases import column_mask
 from molrg.exceptions import NonZeroMeanWarning
 from molrg.lowrank.convergence import optimum_distance
 from molrg.lowrank.exact_steps import ExactLossSteps
-from molrg.lowrank.ksubspaces import k_subspaces, seed_bases, valid_rows
+from molrg.lowrank.initial import initial_bases
+from molrg.lowrank.ksubspaces import k_subspaces, valid_rows
 from molrg.lowrank.losses import (
     LossCoefficients,
+    MinibatchDraws,
     hardmax_loss_and_grad,
     loss_coefficients,
     row_weights,
     softmax_mc_loss,
 )
 from molrg.lowrank.pca import pca_bases
-from molrg.lowrank.stiefel import StiefelOptimizer, random_stiefel
-from molrg.sampling.schedules import get_schedule, loss_weight
+from molrg.lowrank.stiefel import StiefelOptimizer
 
 METHODS = spec.LOWRANK_METHODS
-KSUBSPACES_INIT_RESTARTS = 10  # restarts of the K-subspaces run behind init="ksubspaces"
 
 
 @dataclass(frozen=True)
@@ -172,37 +172,6 @@ def _cluster_weights(X: Tensor, U: Tensor, valid: Tensor) -> Tensor:
     return onehot.sum(-2) / valid.sum(-1, keepdim=True).to(X.dtype)
 
 
-def _initial_bases(
-    X: Tensor, dims: Sequence[int], init: str, R: int, g: torch.Generator, valid: Tensor, opts: dict[str, Any]
-) -> tuple[Tensor, dict[str, Any]]:
-    """Initial bases (B, R, K, n, dmax) for diffusion training (spec section 4, remedies of local minima)."""
-    B, _, n = X.shape
-    K, dmax = len(dims), max(dims)
-    info: dict[str, Any] = {}
-    if init == "random":
-        U = random_stiefel((R, K, n, dmax), dims, g, torch.float64).expand(B, R, K, n, dmax)
-    elif init == "data":
-        U = seed_bases(X, dims, R, g, valid)
-    elif init == "pca" and K == 1:
-        P = pca_bases(X.to(torch.float64), dims[0])[:, 0]  # (B, n, d) the top principal subspace
-        rot = random_stiefel((R, 1, dims[0], dims[0]), dims, g, torch.float64)[:, 0]  # restart 0 keeps it
-        rot[0] = torch.eye(dims[0], dtype=torch.float64)
-        U = torch.einsum("bnd,rde->brne", P, rot)[:, :, None]
-    elif init == "pca":
-        # K >= 2: K-subspaces (data-seeded restarts) on the coordinates in the top-(sum d_k) principal
-        # subspace, mapped back: principal directions of a union of subspaces are not grouped by subspace.
-        P = pca_bases(X.to(torch.float64), min(sum(dims), n - 1))[:, 0]  # (B, n, D)
-        ks = k_subspaces(X.to(torch.float64) @ P, dims, n_restarts=KSUBSPACES_INIT_RESTARTS,
-                         seed=int(g.initial_seed()), n_valid=opts["n_valid"])
-        U = torch.einsum("bnD,bkDd->bknd", P, ks.bases.to(torch.float64))[:, None].expand(B, R, K, n, dmax)
-        info["ksubspaces_objective"] = ks.objective.tolist()
-    else:
-        ks = k_subspaces(X, dims, n_restarts=KSUBSPACES_INIT_RESTARTS, seed=int(g.initial_seed()), n_valid=opts["n_valid"])
-        U = ks.bases.to(torch.float64)[:, None].expand(B, R, K, n, dmax)
-        info["ksubspaces_objective"] = ks.objective.tolist()
-    return (U * column_mask(dims, dmax, like=U)).to(device=X.device, dtype=X.dtype).contiguous(), info
-
-
 def _train(
     X: Tensor, dims: Sequence[int], opts: dict[str, Any], g: torch.Generator, callback: Callback | None
 ) -> tuple[Tensor, Tensor, dict[str, Any]]:
@@ -220,7 +189,7 @@ def _train(
     exact = model != "softmax"
     valid = valid_rows(X, opts["n_valid"])
     w = row_weights(X, opts["n_valid"])  # (B, N)
-    U, info = _initial_bases(X, dims, opts["init"], R, g, valid, opts)
+    U, info = initial_bases(X, dims, opts["init"], R, g, valid, opts["n_valid"])
     coef = _coefficients(X, opts, w)
     history = torch.zeros(B, T + 1, dtype=X.dtype, device=X.device)  # loss after j = 0..T updates
     lr0, every, tol = float(opts["lr"]), int(opts["callback_every"]), opts["tol"]
@@ -233,23 +202,9 @@ def _train(
         eps = math.sqrt(torch.finfo(X.dtype).eps) * scale.view(B, 1, 1, 1, 1)
         opt = StiefelOptimizer(dims, opts["optimizer"], opts["retraction"], eps=eps)
         sgd_scale = (scale / 2).view(B, 1, 1, 1, 1)
-        nv = valid.sum(-1).to(X.dtype)
-        sched = get_schedule(opts["schedule"])
-        sd = _sigma_data(X, opts, w)
-        sigma_data = sd[:, None, None] if isinstance(sd, Tensor) else sd
+        draws = MinibatchDraws(X, valid, opts["schedule"], opts["weighting"], _sigma_data(X, opts, w))
         log_pi = X.new_full((K,), -math.log(K))
         M = opts["batch_size"]
-
-        def draws(gen: torch.Generator, Rd: int, Md: int) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:
-            """Minibatch x0 (B, Rd, Md, n), s_t, gamma_t, lambda_t and eps from the schedule's p(t) (section 2)."""
-            u = torch.rand((Rd, Md), generator=gen, dtype=torch.float64).to(X.device)
-            idx = (u[None] * nv[:, None, None]).long().clamp_max(N - 1).reshape(B, Rd * Md)
-            x0 = torch.gather(X, 1, idx[..., None].expand(B, Rd * Md, n)).view(B, Rd, Md, n)
-            t = sched.sample_t(Rd * Md, gen).reshape(Rd, Md).to(X.device)
-            s_t, g_t = sched.s(t).to(X.dtype), sched.gamma(t).to(X.dtype)
-            lam = loss_weight(opts["weighting"], s_t, g_t, sigma_data)
-            e = torch.randn((Rd, Md, n), generator=gen, dtype=torch.float64).to(X)
-            return x0, s_t.expand(B, Rd, Md), g_t.expand(B, Rd, Md), lam.expand(B, Rd, Md), e.expand(B, Rd, Md, n)
 
     # Active set: trials still training. Finished ones keep their bases in U_out and their last loss.
     act = torch.arange(B, device=X.device)

@@ -22,6 +22,7 @@ __all__ = [
     "SCHEDULES",
     "WEIGHTINGS",
     "LossCoefficients",
+    "MinibatchDraws",
     "hardmax_loss_and_grad",
     "key_identity_loss",
     "loss_coefficients",
@@ -179,3 +180,29 @@ def softmax_mc_loss(
     den = posterior_mean(x_t, U, list(dims), log_pi, s_t, gamma_t)
     err = ((den - x0) ** 2).sum(-1)
     return (lam * err).mean(-1)
+
+
+class MinibatchDraws:
+    """Draws of the Monte-Carlo loss (section 2): x0 from each trial's valid rows, t ~ p(t), lambda_t, eps.
+
+    ``draws(gen, R, M)`` -> x0 (B, R, M, n), s_t, gamma_t, lambda_t (B, R, M) and eps (B, R, M, n); the
+    uniforms, t and eps have no batch dimension (shared by the trials, so a trial's draws do not
+    depend on the batch), the rows are picked per trial among its ``valid`` ones.
+    """
+
+    def __init__(self, X: Tensor, valid: Tensor, schedule: str, weighting: str, sigma_data: float | Tensor) -> None:
+        self.X, self.nv, self.weighting = X, valid.sum(-1).to(X.dtype), weighting
+        self.sched = get_schedule(schedule)
+        self.sigma_data = sigma_data[:, None, None] if isinstance(sigma_data, Tensor) else sigma_data
+
+    def __call__(self, gen: torch.Generator, R: int, M: int) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:
+        X = self.X
+        B, N, n = X.shape
+        u = torch.rand((R, M), generator=gen, dtype=torch.float64).to(X.device)
+        idx = (u[None] * self.nv[:, None, None]).long().clamp_max(N - 1).reshape(B, R * M)
+        x0 = torch.gather(X, 1, idx[..., None].expand(B, R * M, n)).view(B, R, M, n)
+        t = self.sched.sample_t(R * M, gen).reshape(R, M).to(X.device)
+        s_t, g_t = self.sched.s(t).to(X.dtype), self.sched.gamma(t).to(X.dtype)
+        lam = loss_weight(self.weighting, s_t, g_t, self.sigma_data)
+        e = torch.randn((R, M, n), generator=gen, dtype=torch.float64).to(X)
+        return x0, s_t.expand(B, R, M), g_t.expand(B, R, M), lam.expand(B, R, M), e.expand(B, R, M, n)

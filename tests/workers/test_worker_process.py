@@ -179,8 +179,9 @@ def test_sigkill_mid_fit_then_reaper_requeues(backend: Backend) -> None:
     clear_tables(b.maker)
     ds = add_dataset(b.maker, n=12, dims=(2,), ambient=6)
     first = b.start_worker("doomed")
-    # Long enough to be killed mid-fit, short enough (a few s) for the second worker to finish.
-    job_id = add_job(b.maker, JobKind.fit, fit_params(ds, "diffusion", [2], {"steps": 1500, "callback_every": 10, "tol": 1e-300}))
+    # Long enough to be killed mid-fit (~2.5 s in the library), short enough for the second worker to finish
+    # inside the 6 s time limit.
+    job_id = add_job(b.maker, JobKind.fit, fit_params(ds, "diffusion", [2], {"steps": 8_000, "callback_every": 10, "tol": 1e-300}))
     b.publish(job_id)
     b.wait(job_id, 60, until=lambda j: j.status == JobStatus.running and j.progress > 0)
     b.stop(first, signal.SIGKILL)  # the whole worker: main process, pool child and beat
