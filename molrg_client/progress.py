@@ -27,6 +27,8 @@ def describe_detail(detail: dict[str, Any] | None) -> str:
         parts.append(f"step {detail['step']}/{detail['total_steps']}")
     if detail.get("loss") is not None:
         parts.append(f"loss {float(detail['loss']):.4g}")
+    if detail.get("converged"):  # a fit that ended early: every trial passed the convergence test
+        parts.append("converged")
     if detail.get("sigma") is not None:  # sample jobs: the sampler's current noise level
         parts.append(f"sigma {float(detail['sigma']):.3g}")
     if "fits_done" in detail:

@@ -48,7 +48,8 @@ class FitProgress:
     that ends early (converged) reports a last ``step == total_steps`` = the step it ended at.
     ``loss``: mean over trials of the best restart's diffusion loss (None where there is none);
     ``objective``: mean K-subspaces objective sum_i max_k ||U_k^T x_i||^2 (section 4), else None;
-    ``restarts``: restarts per trial run side by side.
+    ``restarts``: restarts per trial run side by side; ``converged``: True on the last report of a fit that
+    ended early because every trial passed the convergence test (then ``step == total_steps``, possibly 0).
     """
 
     step: int
@@ -56,6 +57,7 @@ class FitProgress:
     loss: float | None
     objective: float | None = None
     restarts: int = 1
+    converged: bool = False
 
     @property
     def fraction(self) -> float:
@@ -246,7 +248,7 @@ def _train(
             cur = done_loss.clone()
             cur[act] = best_loss
             total = i - 1 if all_done else T  # an early stop is the last step: the report reads step/step
-            if callback is not None and callback(FitProgress(i - 1, total, float(cur.mean()), None, R)):
+            if callback is not None and callback(FitProgress(i - 1, total, float(cur.mean()), None, R, all_done)):
                 stopped = not all_done
             if stopped or all_done:
                 break

@@ -95,4 +95,5 @@ def test_progress_detail_is_described_per_job_kind() -> None:
     assert describe_detail({"step": 9, "total_steps": 18, "sigma": 0.5213}) == "step 9/18 sigma 0.521"
     assert describe_detail({"fits_done": 40, "fits_total": 80, "chunks_done": 2, "chunks_total": 4}) == (
         "fits 40/80 chunks 2/4")
+    assert describe_detail({"step": 0, "total_steps": 0, "loss": 0.8439, "converged": True}) == "step 0/0 loss 0.8439 converged"
     assert describe_detail(None) == ""
