@@ -11,7 +11,7 @@ for speed on many small fits:
   Riemannian gradient is ``-2 kappa r`` and Adam is invariant to that per-fit factor once eps is
   divided by it (eps stays relative to the gradient's scale, section 11);
 * ``U_k^T G_k = P_k^T diag(z_k w) P_k`` (P = X U) costs N d^2 instead of n d^2, padded rows stay
-  exactly zero without masks, and constants (X^T, sum_i w_i ||x_i||^2) are computed once.
+  exactly zero without masks, and constants (sum_i w_i ||x_i||^2, the eps scale) are computed once.
 """
 
 from __future__ import annotations
@@ -45,7 +45,7 @@ class ExactLossSteps:
         B, R, K, n, dm = U.shape
         self.dims, self.optimizer, self.retraction, self.betas = [int(d) for d in dims], optimizer, retraction, betas
         self.F = U.transpose(-1, -2).contiguous()  # (B, R, K, dm, n)
-        self.X, self.Xt, self.w = X, X.transpose(1, 2).contiguous(), weights
+        self.X, self.w = X, weights
         self.kappa = _per_fit(coef.kappa, X)
         e0 = (weights * X.square().sum(-1)).sum(-1)  # (B,) sum_i w_i ||x_i||^2
         self.const = _per_fit(coef.A, X) * e0  # A sum_i w_i ||x_i||^2
@@ -70,17 +70,17 @@ class ExactLossSteps:
 
     def keep(self, rows: Tensor) -> None:
         """Keep only the fits ``rows`` (indices into dim 0)."""
-        for name in ("F", "X", "Xt", "w", "kappa", "const", "Dc", "eps_r", "sgd_gain", "m", "v", "r"):
+        for name in ("F", "X", "w", "kappa", "const", "Dc", "eps_r", "sgd_gain", "m", "v", "r"):
             value = getattr(self, name)
             if value is not None:
                 setattr(self, name, value[rows])
 
     def loss(self) -> Tensor:
         """l(U) (B, R) of section 4 at the current bases; keeps r = G - U U^T G for :meth:`step`."""
-        F, Xt, X, w = self.F, self.Xt, self.X, self.w
+        F, X, w = self.F, self.X, self.w
         B, R, K, dm, n = F.shape
         N = X.shape[1]
-        PT = torch.bmm(F.view(B, R * K * dm, n), Xt).view(B, R, K, dm, N)  # (X U_k)^T
+        PT = torch.bmm(F.view(B, R * K * dm, n), X.transpose(1, 2)).view(B, R, K, dm, N)  # (X U_k)^T
         E = PT.square().sum(3)  # (B, R, K, N) energies ||U_k^T x_i||^2
         if K == 1:
             zw = w[:, None, None, :].expand(B, R, 1, N)
