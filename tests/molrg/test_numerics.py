@@ -16,10 +16,12 @@ def test_warm_start_at_the_optimum_stays_there():
     data = make_molrg(48, [5], n_samples=5, seed=1005)
     model = MoLRGDiffusion(1, [5], method="diffusion", init="pca").fit(data.X)
     assert recovery_error(model.bases_, data.bases) < 1e-8 and model.converged_ is True
-    # Without the convergence stop (tol tiny) Adam runs 2000 steps from the optimum: its eps is
-    # relative to the gradient scale, so round-off is not blown up into steps (was error 0.617).
+    # With the convergence stop all but off (tol tiny) Adam steps on from the optimum: its eps is
+    # relative to the gradient scale, so round-off is not blown up into steps (was error 0.617 within
+    # the first steps). N = d here, so the estimated distance can round to exactly 0 after some
+    # round-off-sized steps, which meets any tol: the fit then stops there.
     res = fit_batched(data.X[None], [5], "diffusion", init="pca", tol=1e-30)
-    assert res.info["steps_run"] == 2000
+    assert res.info["steps_run"] >= 100
     assert float(recovery_error([res.bases[0, 0]], data.bases)) < 1e-6
 
 
