@@ -6,6 +6,7 @@
     target <= 15 s for 1960 fits, with its success table;
 (b) K=2 hard-max diffusion paper grid (exact loss, data-seeded init, 2 restarts), target <= 60 s;
 (c) K-subspaces K=2 paper grid, target < 10 s;
+(a') grid (a) again in run_sweep's worker processes (--jobs, default one per CPU, one thread each);
 (d) the same fits run as a naive per-fit loop (fit_batched on one trial at a time, B = 1), timed
     on a subsample of each grid in the same run and extrapolated to the grid (labelled as such);
 (s) optional: K=2 soft-max Monte-Carlo grid; (e) optional: achieved FLOP/s of (a) against a large
@@ -41,9 +42,9 @@ def _load() -> str:
         return "n/a"
 
 
-def _sweep(grid: SweepGrid, device: str) -> tuple[float, Any]:
+def _sweep(grid: SweepGrid, device: str, n_jobs: int | None = None) -> tuple[float, Any]:
     t0 = time.perf_counter()
-    report = run_sweep(grid, device=device)
+    report = run_sweep(grid, device=device, n_jobs=n_jobs)
     return time.perf_counter() - t0, report
 
 
@@ -58,13 +59,16 @@ def _table(report: Any, method: str) -> list[list[int]]:
     return [[got.get((d, N), 0) for N in PAPER["samples"]] for d in PAPER["dims"]]
 
 
-def bench_grid(K: int, trials: int, device: str, steps: int, method: str = "diffusion") -> dict[str, Any]:
-    """(a) K=1 diffusion grid (exact linear loss) / (b) K=2 hard-max grid / (c) K=2 K-subspaces grid."""
+def bench_grid(K: int, trials: int, device: str, steps: int, method: str = "diffusion",
+               n_jobs: int | None = None) -> dict[str, Any]:
+    """(a) K=1 diffusion grid (exact linear loss) / (b) K=2 hard-max grid / (c) K=2 K-subspaces grid.
+
+    ``n_jobs``: run_sweep's worker processes (None: the chunks in turn in this process)."""
     opts = {"method_options": {"diffusion": {**DIFF_OPTS, "steps": steps}}} if method == "diffusion" else {}
     g = SweepGrid(**PAPER, n_components=[K], samples_per="total" if K == 1 else "component", trials=trials,
                   methods=[method], seed=K, **opts)
     load0 = _load()
-    wall, rep = _sweep(g, device)
+    wall, rep = _sweep(g, device, n_jobs)
     target = (15.0 if K == 1 else 60.0) if method == "diffusion" else 10.0
     return {"K": K, "method": method, "fits": g.n_fits, "steps": steps, "wall_s": wall,
             "fit_s": rep.total_fit_seconds, "success": _rate(rep, method), "table": _table(rep, method),
@@ -154,6 +158,8 @@ def main() -> None:
     ap.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
     ap.add_argument("--json", default=None)
     ap.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's)")
+    ap.add_argument("--jobs", type=int, default=os.cpu_count() or 1,
+                    help="(a'): grid (a) again with run_sweep(n_jobs=JOBS) processes; 1 skips it (default: CPUs)")
     args = ap.parse_args()
     if args.threads is not None:
         torch.set_num_threads(args.threads)
@@ -175,6 +181,14 @@ def main() -> None:
         print(f"{label}: {r['wall_s']:.1f} s, successes per (d = 2..8 rows, N or N_k = 2..15 columns):", flush=True)
         for d, line in zip(PAPER["dims"], r["table"], strict=True):
             print(f"  d={d}: " + " ".join(f"{v:2d}" for v in line))
+        if K == 1 and method == "diffusion" and args.jobs > 1:
+            rj = bench_grid(K, trials, dev, 2000, method, n_jobs=args.jobs)
+            out[key + "_processes"] = rj
+            rows.append((f"(a') the same grid, run_sweep(n_jobs={args.jobs})", f"{rj['fits']} fits",
+                         f"{rj['wall_s']:.1f} s", f"<= {rj['target_s']:.0f} s",
+                         f"success {rj['success']:.3f}, same table: {rj['table'] == r['table']}; incl. process start"))
+            print(f"(a') with {args.jobs} processes: {rj['wall_s']:.1f} s, same table: {rj['table'] == r['table']}",
+                  flush=True)
         if method == "diffusion":
             lp = bench_naive_loop(K, trials, dev, 2000, args.loop_fits)
             out[key + "_naive_loop"] = lp

@@ -184,6 +184,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     ap.add_argument("--width", type=int, default=None, help="--neural: mlp width (default: the fit default)")
     ap.add_argument("--threads", type=int, default=None,
                     help="torch intra-op threads (default: torch's); 1 is much faster on a busy CPU")
+    ap.add_argument("--jobs", type=int, default=None,
+                    help="run each grid's chunks in this many processes (one thread each; -1: one per CPU)")
     args = ap.parse_args(argv)
     if args.threads is not None:
         torch.set_num_threads(args.threads)
@@ -193,7 +195,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     out: dict[str, Any] = {"mode": "quick" if args.quick else "full", "device": device, "experiments": []}
     if args.neural:
         neural = {k: v for k, v in (("steps", args.steps), ("width", args.width)) if v is not None}
-        return _run_neural(neural_grid(args.quick, args.trials, neural), device, out, args.json)
+        return _run_neural(neural_grid(args.quick, args.trials, neural), device, out, args.json, args.jobs)
     for exp in paper_grids(args.quick, args.skip_softmax):
         g = exp.grid
         print(f"\n=== {exp.name} ===")
@@ -207,7 +209,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                 variant = default_diffusion_variant(K, g.method_options.get("diffusion"))
                 print(f"diffusion variant (as fit_batched resolves it) for K={K}: {variant}")
         t0 = time.perf_counter()
-        report = run_sweep(g, device=device)
+        report = run_sweep(g, device=device, n_jobs=args.jobs)
         wall = time.perf_counter() - t0
         print(f"time: {wall:.1f} s wall for {g.n_fits} fits (data generation + fits + metrics)")
         for method, K in exp.tables:
@@ -240,13 +242,14 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     return out
 
 
-def _run_neural(exp: Experiment, device: str, out: dict[str, Any], json_path: str | None) -> dict[str, Any]:
+def _run_neural(exp: Experiment, device: str, out: dict[str, Any], json_path: str | None,
+                n_jobs: int | None = None) -> dict[str, Any]:
     g = exp.grid
     print(f"\n=== {exp.name} ===")
     print(f"grid: n={list(g.ambient_dims)} K={list(g.n_components)} d={list(g.dims)} N_k/d={list(g.samples)} "
           f"trials={g.trials} fits={g.n_fits} neural options={g.method_options.get('neural', {})}")
     t0 = time.perf_counter()
-    report = run_sweep(g, device=device)
+    report = run_sweep(g, device=device, n_jobs=n_jobs)
     wall = time.perf_counter() - t0
     print(f"time: {wall:.1f} s wall for {g.n_fits} fits (data, training, sampling, scores)")
     for method, K in exp.tables:

@@ -18,8 +18,11 @@ chunk plan live in :mod:`molrg.sweeps.grid`.
 from __future__ import annotations
 
 import inspect
+import multiprocessing
+import os
 import time
 from collections.abc import Callable, Iterable, Sequence
+from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -318,6 +321,11 @@ def summarise(grid: SweepGrid, trials: Sequence[TrialResult] | Iterable[TrialRes
     return build_report(grid.to_dict(), merge(trials))
 
 
+def _one_thread() -> None:
+    """Initialiser of a sweep's worker process: one torch thread per process (spec section 11)."""
+    torch.set_num_threads(1)
+
+
 def run_sweep(
     grid: SweepGrid,
     *,
@@ -325,8 +333,20 @@ def run_sweep(
     callback: Callable[[SweepProgress], bool | None] | None = None,
     max_fits_per_chunk: int = DEFAULT_MAX_FITS_PER_CHUNK,
     solver: Solver | None = None,
+    n_jobs: int | None = None,
 ) -> SweepReport:
-    """Plan chunks, run them in turn, merge and summarise (spec section 7)."""
+    """Plan chunks, run them, merge and summarise (spec section 7).
+
+    ``n_jobs``: None or 1 runs the chunks in turn in this process (``callback`` after every batched
+    fit); k > 1 runs them in k spawned processes with one torch thread each, as the service's sweep
+    workers do (-1: one per CPU), and calls ``callback`` once per finished chunk. A trial's result does
+    not depend on it: chunks are planned the same way and a trial's seeds depend only on its grid
+    position. ``solver`` must then be picklable (a module-level function).
+    """
+    chunks = plan_chunks(grid, max_fits_per_chunk)
+    if n_jobs is not None and (n_jobs == 0 or n_jobs < -1):
+        raise ValueError(f"n_jobs={n_jobs}: expected None, -1 or a positive int")
+    jobs = min(len(chunks), (os.cpu_count() or 1) if n_jobs == -1 else (n_jobs or 1))
     results: list[TrialResult] = []
     stopped = False
 
@@ -335,8 +355,24 @@ def run_sweep(
         stopped = bool(callback(p)) if callback is not None else False
         return stopped
 
-    for chunk in plan_chunks(grid, max_fits_per_chunk):
-        results.extend(run_chunk(grid, chunk, device=device, solver=solver, callback=relay))
-        if stopped:
-            break
+    if jobs <= 1:
+        for chunk in chunks:
+            results.extend(run_chunk(grid, chunk, device=device, solver=solver, callback=relay))
+            if stopped:
+                break
+        return summarise(grid, results)
+    total = sum(len(grid.methods_for(c.n_components)) * (ch.trial_stop - ch.trial_start)
+                for ch in chunks for c in ch.cells)
+    context = multiprocessing.get_context("spawn")  # no fork of a process that holds torch threads / CUDA
+    with ProcessPoolExecutor(jobs, mp_context=context, initializer=_one_thread) as pool:
+        futures = [pool.submit(run_chunk, grid, chunk, device=device, solver=solver) for chunk in chunks]
+        started = time.perf_counter()
+        for future in as_completed(futures):
+            part = future.result()
+            results.extend(part)
+            if part and relay(SweepProgress(len(results), total, part[-1].method, part[-1].cell, len(part),
+                                            time.perf_counter() - started)):
+                for other in futures:
+                    other.cancel()
+                break
     return summarise(grid, results)

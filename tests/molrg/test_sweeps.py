@@ -179,6 +179,23 @@ def test_real_solvers_independent_of_chunking():
     assert K2 and all(r.info["method"] == "subspace_clustering" for r in K2)
 
 
+def test_sweep_in_worker_processes_equals_the_sweep_in_turn():
+    """run_sweep(n_jobs=2): the same trials and results as in this process, a callback per chunk."""
+    g = tiny_grid(n_components=[1], dims=[2, 3], samples=[2, 4], samples_per="total", trials=3,
+                  methods=["pca", "diffusion"], method_options={"diffusion": {"steps": 50}})
+    here = run_sweep(g, max_fits_per_chunk=12)
+    seen: list = []
+    there = run_sweep(g, max_fits_per_chunk=12, n_jobs=2, callback=seen.append)
+    assert len(plan_chunks(g, 12)) == len(seen) == 2 and seen[-1].fits_done == seen[-1].fits_total == g.n_fits
+    def cells(report):
+        return {(c.method, c.d, c.samples): (c.trials, c.successes, c.error_mean, c.error_p90) for c in report.cells}
+
+    assert cells(here) == cells(there) and sum(c.trials for c in there.cells) == g.n_fits
+    assert [t.rows for t in here.transitions] == [t.rows for t in there.transitions]
+    with pytest.raises(ValueError, match="n_jobs"):
+        run_sweep(g, n_jobs=0)
+
+
 def test_reproduce_paper_grids_are_valid():
     from molrg.reproduce import paper_grids
 
