@@ -23,6 +23,7 @@ import torch
 from torch import Tensor
 
 from molrg.lowrank.losses import LossCoefficients
+from molrg.lowrank.stiefel import relative_eps
 
 
 def _per_fit(c: float | Tensor, like: Tensor) -> Tensor:
@@ -52,7 +53,7 @@ class ExactLossSteps:
         self.Dc = _per_fit(coef.D, X)
         # eps of Adam relative to the gradient's scale 2 kappa e0 (sqrt of the dtype's eps), in r-units.
         scale = (2 * self.kappa * e0).clamp_min(torch.finfo(X.dtype).tiny)
-        self.eps_r = math.sqrt(torch.finfo(X.dtype).eps) * scale / (2 * self.kappa)
+        self.eps_r = relative_eps(scale) / (2 * self.kappa)
         self.sgd_gain = 2 / e0.clamp_min(torch.finfo(X.dtype).tiny)  # SGD: the gradient over kappa e0, in r-units
         self.uniform = len(set(self.dims)) == 1 and self.dims[0] == dm
         live = torch.arange(dm, device=X.device)[None, :] < torch.as_tensor(self.dims, device=X.device)[:, None]

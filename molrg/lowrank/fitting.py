@@ -34,7 +34,7 @@ from molrg.lowrank.losses import (
     softmax_mc_loss,
 )
 from molrg.lowrank.pca import pca_bases
-from molrg.lowrank.stiefel import StiefelOptimizer
+from molrg.lowrank.stiefel import StiefelOptimizer, relative_eps
 
 METHODS = spec.LOWRANK_METHODS
 
@@ -201,8 +201,7 @@ def _train(
         kappa = torch.as_tensor(coef.kappa, dtype=X.dtype, device=X.device).expand(B)  # (B,)
         energy = (w * X.square().sum(-1)).sum(-1)  # (B,) tr(X^T X)/N
         scale = (2 * kappa * energy).clamp_min(torch.finfo(X.dtype).tiny)  # gradient scale per trial
-        eps = math.sqrt(torch.finfo(X.dtype).eps) * scale.view(B, 1, 1, 1, 1)
-        opt = StiefelOptimizer(dims, opts["optimizer"], opts["retraction"], eps=eps)
+        opt = StiefelOptimizer(dims, opts["optimizer"], opts["retraction"], eps=relative_eps(scale).view(B, 1, 1, 1, 1))
         sgd_scale = (scale / 2).view(B, 1, 1, 1, 1)
         draws = MinibatchDraws(X, valid, opts["schedule"], opts["weighting"], _sigma_data(X, opts, w))
         log_pi = X.new_full((K,), -math.log(K))
@@ -210,7 +209,7 @@ def _train(
 
     # Active set: trials still training. Finished ones keep their bases in U_out and their last loss.
     act = torch.arange(B, device=X.device)
-    Xa, wa, Ua = X, w, U
+    Ua = U
     U_out = U.clone()
     frozen = torch.zeros(B, R, dtype=torch.bool, device=X.device)
     any_frozen = False  # whether an active fit has a frozen restart (known on the host at each check)
@@ -231,7 +230,7 @@ def _train(
         best_loss = loss.min(-1).values
         history[act, i - 1] = best_loss
         if exact and (i == 1 or (i - 1) % every == 0):
-            d_a = optimum_distance(Ua, Xa, wa, dims)
+            d_a = optimum_distance(Ua, fits.X, fits.w, dims)  # the active fits' data, kept by fits
             fa = frozen[act] | (d_a < tol)
             frozen[act], dist[act] = fa, torch.where(frozen[act], dist[act], d_a)
             fin = fa.all(-1)
@@ -239,7 +238,7 @@ def _train(
                 rows, keep = fin.nonzero().squeeze(-1), (~fin).nonzero().squeeze(-1)
                 b_fin = act[rows]
                 U_out[b_fin], done_step[b_fin], done_loss[b_fin] = Ua[rows], i - 1, best_loss[rows]
-                act, Xa, wa, best_loss = act[keep], Xa[keep], wa[keep], best_loss[keep]
+                act, best_loss = act[keep], best_loss[keep]
                 fits.keep(keep)
                 Ua = fits.U
                 all_done = act.numel() == 0
@@ -265,7 +264,7 @@ def _train(
     if act.numel():
         U_out[act] = Ua
         if exact and not stopped:
-            d_a = optimum_distance(Ua, Xa, wa, dims)
+            d_a = optimum_distance(Ua, fits.X, fits.w, dims)
             dist[act] = torch.where(frozen[act], dist[act], d_a)
             frozen[act] = frozen[act] | (d_a < tol)
     U = U_out

@@ -124,6 +124,14 @@ def random_stiefel(
     return retract_qr(G, mask)
 
 
+def relative_eps(scale: Tensor) -> Tensor:
+    """Adam's eps relative to each fit's gradient scale: sqrt(eps of the dtype) x scale (spec section 11).
+
+    An absolute tiny eps turns a round-off gradient at an optimum into a full step of size lr.
+    """
+    return math.sqrt(torch.finfo(scale.dtype).eps) * scale
+
+
 @dataclass
 class StiefelOptimizer:
     """Riemannian Adam (Becigneul-Ganea, elementwise second moment) or SGD on padded Stiefel bases.
