@@ -18,7 +18,8 @@ from service.pagination import paginate
 from service.schemas import DatasetCreate, DatasetRead
 from service.scoping import API, get_visible, visible
 from service.settings import ServiceSettings
-from service.uploads import Limits, file_digest, parse_upload
+from service.upload_arrays import Limits
+from service.uploads import file_digest, parse_upload
 from service.validation import validate_synthetic
 
 

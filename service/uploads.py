@@ -17,45 +17,30 @@ import codecs
 import hashlib
 import io
 import re
-import time
 from collections.abc import Iterator
-from dataclasses import dataclass
 from typing import BinaryIO
 
 import numpy as np
 
 from service.errors import InvalidUpload
+from service.upload_arrays import (
+    F8,
+    Float64Builder,
+    Limits,
+    ParsedArray,
+    check_cols,
+    check_rows,
+    check_shape,
+    count_non_finite,
+    invalid,
+    npy_header,
+    yield_gil,
+)
 
 NPY_MAGIC = b"\x93NUMPY"
 BLOCK_BYTES = 1024 * 1024  # working buffer of the .npy reader
 BATCH_ROWS = 1024  # CSV/JSON rows parsed per numpy call ...
 BATCH_CHARS = 1024 * 1024  # ... or fewer, when their text reaches this size
-HEADER_RESERVE = 128  # bytes kept in front of the data for the .npy header (any 2-d float64 shape fits)
-_F8 = np.dtype("<f8")
-
-
-@dataclass(frozen=True)
-class Limits:
-    max_rows: int
-    max_ambient_dim: int
-    max_values: int
-
-    @property
-    def max_line_chars(self) -> int:
-        """Longest CSV line / JSON row accepted: generous for ``max_ambient_dim`` numbers."""
-        return 64 * self.max_ambient_dim + 4096
-
-
-@dataclass(frozen=True)
-class ParsedArray:
-    npy: bytearray  # the (N, n) float64 C-order array as .npy bytes: what is stored
-    shape: tuple[int, int]
-    format: str
-    source_dtype: str
-
-
-def _bad(reason: str) -> InvalidUpload:
-    return InvalidUpload.one("file", reason)
 
 
 def file_digest(f: BinaryIO, prefix: bytes) -> str:
@@ -64,75 +49,9 @@ def file_digest(f: BinaryIO, prefix: bytes) -> str:
     f.seek(0)
     while chunk := f.read(BLOCK_BYTES):
         h.update(chunk)
-        _yield()
+        yield_gil()
     f.seek(0)
     return h.hexdigest()
-
-
-def _check_shape(shape: tuple[int, ...], limits: Limits) -> None:
-    if len(shape) != 2:
-        raise _bad(f"expected a 2-d array of shape (N, n), got ndim={len(shape)} shape={list(shape)}")
-    rows, cols = shape
-    if rows < 1 or cols < 1:
-        raise _bad(f"array is empty: shape={list(shape)}")
-    _check_cols(cols, limits)
-    _check_rows(rows, cols, limits)
-
-
-def _check_cols(cols: int, limits: Limits) -> None:
-    if cols > limits.max_ambient_dim:
-        raise _bad(f"n={cols} columns exceeds the limit max_ambient_dim={limits.max_ambient_dim}")
-
-
-def _check_rows(rows: int, cols: int, limits: Limits) -> None:
-    if rows > limits.max_rows:
-        raise _bad(f"N={rows} rows exceeds the limit max_rows={limits.max_rows}")
-    if rows * cols > limits.max_values:
-        raise _bad(f"N*n={rows * cols} values exceeds the limit max_dataset_values={limits.max_values}")
-
-
-def _npy_header(rows: int, cols: int) -> bytes:
-    buf = io.BytesIO()
-    np.lib.format.write_array_header_1_0(buf, {"descr": _F8.str, "fortran_order": False, "shape": (rows, cols)})
-    return buf.getvalue()
-
-
-def _yield() -> None:
-    """Let the event loop's thread take the GIL between pieces of parsing (a 0 s sleep releases it)."""
-    time.sleep(0)
-
-
-def _count_non_finite(block: np.ndarray) -> int:
-    finite = np.isfinite(block)
-    return 0 if finite.all() else int(finite.size - np.count_nonzero(finite))
-
-
-class _Float64Builder:
-    """Rows of float64 appended to .npy bytes that grow in place (no second copy of the array)."""
-
-    def __init__(self, limits: Limits) -> None:
-        self.limits = limits
-        self.out = bytearray(HEADER_RESERVE)
-        self.rows = 0
-        self.cols = 0
-        self.non_finite = 0
-
-    def add(self, block: np.ndarray) -> None:
-        block = np.ascontiguousarray(block, dtype=_F8)
-        _check_rows(self.rows + block.shape[0], self.cols, self.limits)
-        self.non_finite += _count_non_finite(block)
-        self.out += block.data.cast("B")  # the block's buffer, no copy
-        self.rows += block.shape[0]
-        _yield()
-
-    def finish(self, fmt: str) -> ParsedArray:
-        if self.rows == 0:
-            raise _bad("file has no rows of numbers")
-        _check_shape((self.rows, self.cols), self.limits)
-        if self.non_finite:
-            raise _bad(f"array contains {self.non_finite} NaN or infinite values")
-        self.out[:HEADER_RESERVE] = _npy_header(self.rows, self.cols)  # same length or a short in-place move
-        return ParsedArray(self.out, (self.rows, self.cols), fmt, "float64")
 
 
 # --- .npy -------------------------------------------------------------------------------------------
@@ -147,25 +66,25 @@ def parse_npy(f: BinaryIO, size: int, limits: Limits) -> ParsedArray:
         elif version in ((2, 0), (3, 0)):
             shape, fortran, dtype = np.lib.format.read_array_header_2_0(f)
         else:
-            raise _bad(f"unsupported .npy format version {version}")
+            raise invalid(f"unsupported .npy format version {version}")
     except InvalidUpload:
         raise
     except Exception as exc:  # numpy raises ValueError/SyntaxError/... on a malformed header
-        raise _bad(f"malformed .npy header: {exc}") from None
+        raise invalid(f"malformed .npy header: {exc}") from None
     if dtype.hasobject:
-        raise _bad("object dtype (pickled data) is not accepted; save a numeric array")
+        raise invalid("object dtype (pickled data) is not accepted; save a numeric array")
     if dtype.kind not in "fiu" or dtype.fields is not None or dtype.subdtype is not None:
-        raise _bad(f"dtype {dtype} is not a real numeric type (float or integer)")
-    _check_shape(tuple(shape), limits)
+        raise invalid(f"dtype {dtype} is not a real numeric type (float or integer)")
+    check_shape(tuple(shape), limits)
     rows, cols = (int(v) for v in shape)
     expected = rows * cols * dtype.itemsize
     payload = size - f.tell()
     if payload != expected:
-        raise _bad(f"truncated or padded .npy: header promises {expected} data bytes, file has {payload}")
-    header = _npy_header(rows, cols)
-    out = bytearray(len(header) + rows * cols * _F8.itemsize)
+        raise invalid(f"truncated or padded .npy: header promises {expected} data bytes, file has {payload}")
+    header = npy_header(rows, cols)
+    out = bytearray(len(header) + rows * cols * F8.itemsize)
     out[: len(header)] = header
-    X = np.frombuffer(out, dtype=_F8, offset=len(header)).reshape(rows, cols)
+    X = np.frombuffer(out, dtype=F8, offset=len(header)).reshape(rows, cols)
     # Fortran order stores columns one after another: read it as the transpose, block by block.
     target = X.T if fortran else X
     lines, width = target.shape
@@ -175,12 +94,12 @@ def parse_npy(f: BinaryIO, size: int, limits: Limits) -> ParsedArray:
         n = min(per_block, lines - start)
         raw = f.read(n * width * dtype.itemsize)
         if len(raw) != n * width * dtype.itemsize:
-            raise _bad("truncated .npy: the file ended before the data the header promises")
+            raise invalid("truncated .npy: the file ended before the data the header promises")
         target[start:start + n] = np.frombuffer(raw, dtype=dtype).reshape(n, width)
-        non_finite += _count_non_finite(target[start:start + n])
-        _yield()
+        non_finite += count_non_finite(target[start:start + n])
+        yield_gil()
     if non_finite:
-        raise _bad(f"array contains {non_finite} NaN or infinite values")
+        raise invalid(f"array contains {non_finite} NaN or infinite values")
     return ParsedArray(out, (rows, cols), "npy", str(dtype))
 
 
@@ -197,7 +116,7 @@ def _is_number(field: str) -> bool:
 def _loadtxt(lines: list[str], cols: int) -> np.ndarray | None:
     """The batch as an (len, cols) float64 array, or None when some line does not parse."""
     try:
-        block = np.loadtxt(lines, delimiter=",", dtype=_F8, ndmin=2, comments=None)
+        block = np.loadtxt(lines, delimiter=",", dtype=F8, ndmin=2, comments=None)
     except ValueError:
         return None
     return block if block.shape == (len(lines), cols) else None
@@ -222,12 +141,12 @@ def _text_lines(f: BinaryIO, limits: Limits) -> Iterator[tuple[int, str]]:
             try:
                 line = reader.readline(limits.max_line_chars + 1)
             except UnicodeDecodeError:
-                raise _bad(f"line {lineno + 1}: not UTF-8 text (upload a .npy file, a CSV or JSON)") from None
+                raise invalid(f"line {lineno + 1}: not UTF-8 text (upload a .npy file, a CSV or JSON)") from None
             if not line:
                 return
             lineno += 1
             if len(line) > limits.max_line_chars and not line.endswith("\n"):
-                raise _bad(f"line {lineno} is longer than {limits.max_line_chars} characters "
+                raise invalid(f"line {lineno} is longer than {limits.max_line_chars} characters "
                            f"(max_ambient_dim={limits.max_ambient_dim} values)")
             stripped = line.strip()
             if stripped and not stripped.startswith("#"):
@@ -238,7 +157,7 @@ def _text_lines(f: BinaryIO, limits: Limits) -> Iterator[tuple[int, str]]:
 
 def parse_csv(f: BinaryIO, limits: Limits) -> ParsedArray:
     """Comma-separated numbers, one sample per line; a first line of only non-numbers is a header."""
-    out = _Float64Builder(limits)
+    out = Float64Builder(limits)
     batch: list[str] = []
     numbers: list[int] = []
     chars = 0
@@ -249,8 +168,8 @@ def parse_csv(f: BinaryIO, limits: Limits) -> ParsedArray:
         if block is None:  # find the first offending line of the batch
             for lineno, line in zip(numbers, batch, strict=True):
                 if _loadtxt([line], out.cols) is None:
-                    raise _bad(f"line {lineno} {_row_problem(line.split(','), out.cols)}")
-            raise _bad(f"lines {numbers[0]}-{numbers[-1]} are not a rectangular table of numbers")
+                    raise invalid(f"line {lineno} {_row_problem(line.split(','), out.cols)}")
+            raise invalid(f"lines {numbers[0]}-{numbers[-1]} are not a rectangular table of numbers")
         out.add(block)
         batch.clear()
         numbers.clear()
@@ -265,27 +184,27 @@ def parse_csv(f: BinaryIO, limits: Limits) -> ParsedArray:
             if not any(numeric):
                 continue  # a header: no field is a number
             out.cols = len(fields)
-            _check_cols(out.cols, limits)
+            check_cols(out.cols, limits)
             if not all(numeric):
                 j = numeric.index(False) + 1
-                raise _bad(f"line {lineno}, column {j}: {fields[j - 1].strip()[:40]!r} is not a number "
+                raise invalid(f"line {lineno}, column {j}: {fields[j - 1].strip()[:40]!r} is not a number "
                            "(a first line is a header only when none of its fields is a number)")
         elif out.cols == 0:
             out.cols = len(line.split(","))
-            _check_cols(out.cols, limits)
+            check_cols(out.cols, limits)
         batch.append(line)
         numbers.append(lineno)
         chars += len(line)
         if out.rows + len(batch) > limits.max_rows:
-            _check_rows(out.rows + len(batch), out.cols, limits)
+            check_rows(out.rows + len(batch), out.cols, limits)
         if len(batch) >= BATCH_ROWS or chars >= BATCH_CHARS:
             flush()
     if first:
-        raise _bad("CSV file is empty")
+        raise invalid("CSV file is empty")
     if batch:
         flush()
     if out.rows == 0:
-        raise _bad("CSV file has a header but no rows")
+        raise invalid("CSV file has a header but no rows")
     return out.finish("csv")
 
 
@@ -331,11 +250,11 @@ def parse_json(f: BinaryIO, limits: Limits) -> ParsedArray:
     if src.buf.startswith(codecs.BOM_UTF8):
         src.pos = len(codecs.BOM_UTF8)
     if src.skip_ws() != b"[":
-        raise _bad("JSON must be a list of rows (a list of lists of numbers)")
+        raise invalid("JSON must be a list of rows (a list of lists of numbers)")
     src.pos += 1
     if src.skip_ws() == b"]":
-        raise _bad("array is empty: the JSON list has no rows")
-    out = _Float64Builder(limits)
+        raise invalid("array is empty: the JSON list has no rows")
+    out = Float64Builder(limits)
     batch: list[str] = []
     index = 0
     chars = 0
@@ -348,9 +267,9 @@ def parse_json(f: BinaryIO, limits: Limits) -> ParsedArray:
                 if _loadtxt([text], out.cols) is None:
                     fields = text.split(",")
                     if len(fields) != out.cols:
-                        raise _bad(f"JSON rows must all have the same length: row {i} has {len(fields)} values, "
+                        raise invalid(f"JSON rows must all have the same length: row {i} has {len(fields)} values, "
                                    f"row 0 has {out.cols}")
-                    raise _bad(f"JSON row {i} must hold only numbers")
+                    raise invalid(f"JSON row {i} must hold only numbers")
         assert block is not None
         out.add(block)
         batch.clear()
@@ -362,27 +281,27 @@ def parse_json(f: BinaryIO, limits: Limits) -> ParsedArray:
             if not src.eof and len(src.buf) - src.pos <= limits.max_line_chars:
                 src.fill()
                 continue
-            raise _bad(_json_problem(src.buf[src.pos:src.pos + limits.max_line_chars], index, limits))
+            raise invalid(_json_problem(src.buf[src.pos:src.pos + limits.max_line_chars], index, limits))
         text = m.group(1)
         if _ROW_TEXT.fullmatch(text) is None:
-            raise _bad(f"JSON row {index} must hold only numbers")
+            raise invalid(f"JSON row {index} must hold only numbers")
         row = text.translate(_SPACE).decode("ascii")
         if not row.strip():
-            raise _bad(f"JSON row {index} is empty")
+            raise invalid(f"JSON row {index} is empty")
         if out.cols == 0:
             out.cols = len(row.split(","))
-            _check_cols(out.cols, limits)
+            check_cols(out.cols, limits)
         batch.append(row)
         chars += len(row)
         index += 1
-        _check_rows(index, out.cols, limits)
+        check_rows(index, out.cols, limits)
         src.pos = m.end()
         if len(batch) >= BATCH_ROWS or chars >= BATCH_CHARS:
             flush(index - len(batch))
         if m.group(2) == b"]":
             break
     if src.skip_ws():
-        raise _bad("unexpected data after the JSON list of rows")
+        raise invalid("unexpected data after the JSON list of rows")
     if batch:
         flush(index - len(batch))
     return out.finish("json")
@@ -417,9 +336,9 @@ def parse_upload(f: BinaryIO, size: int, filename: str | None, limits: Limits) -
     if head.startswith(NPY_MAGIC):
         return parse_npy(f, size, limits)
     if name.endswith(".npy"):
-        raise _bad("file is named .npy but lacks the .npy magic bytes (truncated or not a .npy file)")
+        raise invalid("file is named .npy but lacks the .npy magic bytes (truncated or not a .npy file)")
     if size == 0:
-        raise _bad("file is empty")
+        raise invalid("file is empty")
     if name.endswith(".json") or head.lstrip(codecs.BOM_UTF8 + b" \t\r\n")[:1] == b"[":
         return parse_json(f, limits)
     return parse_csv(f, limits)
